@@ -1,0 +1,49 @@
+# Two commands on a fresh machine with Python 3 and make:
+#   make demo   create .venv (pinned) and run the tutorial end to end on built-in data
+#   make test   create .venv (pinned) and run lint + the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= demo_out
+
+.PHONY: venv demo test lint format bench notebook lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt pip setuptools
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/btune demo --output $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check btune_wrap training inference tests benchmarks
+	$(BIN)/ruff format --check btune_wrap training inference tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format btune_wrap training inference tests benchmarks
+	$(BIN)/ruff check --fix btune_wrap training inference tests benchmarks
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+notebook: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt jupyterlab
+	$(BIN)/jupyter lab notebooks/
+
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/python -m pip install -q -e '.[dev]' 'blosc2==4.0.0' 'blosc2-btune==1.2.1'
+	.lockenv/bin/python -m pip freeze --exclude-editable > constraints.new && rm -rf .lockenv
+	@echo "review constraints.new, then move it over constraints.txt"
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,282 @@
+"""Typed, validated configuration of the Btune plugin.
+
+``BtuneConfig`` holds every knob the plugin has. It is validated at construction, can be read
+from the ``BTUNE_*`` environment variables exactly as the plugin reads them
+(:meth:`BtuneConfig.from_env`), and is handed to the plugin programmatically by
+:mod:`btune_wrap.plugin`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from .errors import ConfigError, invalid
+
+#: Bandwidth unit of the plugin: KiB/s. Its default is 20 GiB/s.
+DEFAULT_BANDWIDTH_KBPS = 20 * 1024 * 1024
+
+
+class PerfMode(Enum):
+    """What the plugin optimises for, besides the compression ratio.
+
+    COMP: compression speed. DECOMP: decompression speed. BALANCED: both.
+    AUTO: the plugin's default (it behaves as COMP).
+    """
+
+    COMP = 0
+    DECOMP = 1
+    BALANCED = 2
+    AUTO = 3
+
+    @classmethod
+    def parse(cls, value: PerfMode | str, field_name: str = "perf_mode") -> PerfMode:
+        """Accept a member or its name, case-insensitively (``"comp"``, ``"DECOMP"``)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str) and value.strip().upper() in cls.__members__:
+            return cls[value.strip().upper()]
+        raise ConfigError(invalid(field_name, value, f"one of {', '.join(cls.__members__)}"))
+
+
+class RepeatMode(Enum):
+    """What the genetic tuner does once it has gone through all its hard readapts.
+
+    STOP: keep the winner. SOFT: repeat soft readapts only. ALL: repeat everything.
+    """
+
+    STOP = 0
+    SOFT = 1
+    ALL = 2
+
+    @classmethod
+    def parse(cls, value: RepeatMode | str, field_name: str = "repeat_mode") -> RepeatMode:
+        """Accept a member or its name, case-insensitively."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str) and value.strip().upper() in cls.__members__:
+            return cls[value.strip().upper()]
+        raise ConfigError(invalid(field_name, value, f"one of {', '.join(cls.__members__)}"))
+
+
+Tradeoff = float | tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class BtuneConfig:
+    """Every knob of the Btune plugin, validated at construction.
+
+    Parameters
+    ----------
+    tradeoff
+        Balance between speed and compression ratio: a float in [0, 1] (0 = fastest,
+        1 = best ratio), or a ``(cratio, speed, quality)`` triple of floats in [0, 1] summing
+        to 1 (quality is for lossy codecs; it must be < 1). Default 0.5.
+    perf_mode
+        :class:`PerfMode` or its name. Default ``AUTO`` (the plugin treats it as COMP).
+    models_dir
+        Directory with ``model_comp.{tflite,json}`` / ``model_decomp.{tflite,json}``; ``None``
+        (default) for genetic tuning only.
+    use_inference
+        -1 (default): run the model on every chunk; 0: never; N > 0: on the first N chunks, then
+        tweak clevel and split mode from the most predicted category.
+    nwaits, nsofts, nhards
+        Genetic behaviour: chunks to wait before a readapt (default 0), soft readapts before a
+        hard one (default 5), hard readapts before stopping (default 10).
+    repeat_mode
+        :class:`RepeatMode` or its name. Default ``STOP``.
+    bandwidth
+        Storage bandwidth in KiB/s used in the plugin's score. Default 20 GiB/s (20971520).
+    cparams_hint
+        Start the search from the cparams the array was created with. Default False.
+    trace
+        Ask the plugin for its trace (``BTUNE_TRACE``). Default False.
+    """
+
+    tradeoff: Tradeoff = 0.5
+    perf_mode: PerfMode = PerfMode.AUTO
+    models_dir: Path | None = None
+    use_inference: int = -1
+    nwaits: int = 0
+    nsofts: int = 5
+    nhards: int = 10
+    repeat_mode: RepeatMode = RepeatMode.STOP
+    bandwidth: int = DEFAULT_BANDWIDTH_KBPS
+    cparams_hint: bool = False
+    trace: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "tradeoff", _check_tradeoff(self.tradeoff))
+        set_(self, "perf_mode", PerfMode.parse(self.perf_mode))
+        set_(self, "repeat_mode", RepeatMode.parse(self.repeat_mode))
+        if self.models_dir is not None:
+            if not isinstance(self.models_dir, (str, os.PathLike)) or str(self.models_dir) == "":
+                raise ConfigError(invalid("models_dir", self.models_dir, "a directory path"))
+            set_(self, "models_dir", Path(self.models_dir))
+            if len(os.fsencode(self.models_dir)) >= 255:
+                raise ConfigError(
+                    invalid("models_dir", str(self.models_dir), "a path under 255 bytes")
+                )
+        use_inference = _check_int("use_inference", self.use_inference, low=-1)
+        set_(self, "use_inference", use_inference)
+        for name in ("nwaits", "nsofts", "nhards"):
+            set_(self, name, _check_int(name, getattr(self, name), low=0))
+        set_(self, "bandwidth", _check_int("bandwidth", self.bandwidth, low=1, high=2**32 - 1))
+        for name in ("cparams_hint", "trace"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(invalid(name, getattr(self, name), "True or False"))
+
+    # -- construction from the environment -------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> BtuneConfig:
+        """Read the ``BTUNE_*`` variables the way the plugin reads them.
+
+        ``BTUNE_TRADEOFF`` (a float of at most 3 characters such as ``0.5`` or ``.25``, or a
+        ``(cratio, speed, quality)`` triple), ``BTUNE_PERF_MODE`` (COMP, DECOMP, BALANCED),
+        ``BTUNE_MODELS_DIR``, ``BTUNE_USE_INFERENCE`` and ``BTUNE_TRACE`` (set = on). Variables
+        that are not set keep the defaults; keyword ``overrides`` win over both.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if (raw := env.get("BTUNE_TRADEOFF")) is not None:
+            values["tradeoff"] = parse_env_tradeoff(raw)
+        if (raw := env.get("BTUNE_PERF_MODE")) is not None:
+            if raw not in ("COMP", "DECOMP", "BALANCED"):
+                # The plugin compares case-sensitively and silently falls back to COMP.
+                raise ConfigError(invalid("BTUNE_PERF_MODE", raw, "COMP, DECOMP or BALANCED"))
+            values["perf_mode"] = PerfMode[raw]
+        if (raw := env.get("BTUNE_MODELS_DIR")) is not None:
+            values["models_dir"] = raw
+        if (raw := env.get("BTUNE_USE_INFERENCE")) is not None:
+            try:
+                values["use_inference"] = int(raw)
+            except ValueError:
+                raise ConfigError(
+                    invalid("BTUNE_USE_INFERENCE", raw, "an integer: -1, 0 or N > 0")
+                ) from None
+        if env.get("BTUNE_TRACE") is not None:
+            values["trace"] = True
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> BtuneConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # -- views used by the plugin driver ---------------------------------------------------
+
+    @property
+    def tradeoff_tuple(self) -> tuple[float, ...]:
+        """The tradeoff as the plugin stores it: one value or three."""
+        return self.tradeoff if isinstance(self.tradeoff, tuple) else (self.tradeoff,)
+
+    def plugin_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``blosc2_btune.set_params_defaults``."""
+        import blosc2_btune
+
+        tradeoff = self.tradeoff
+        if isinstance(tradeoff, tuple):
+            tradeoff = list(tradeoff)
+        return {
+            "bandwidth": self.bandwidth,
+            "perf_mode": blosc2_btune.PerformanceMode[self.perf_mode.name],
+            "tradeoff": tradeoff,
+            "cparams_hint": self.cparams_hint,
+            "use_inference": self.use_inference,
+            "models_dir": str(self.models_dir) if self.models_dir is not None else "",
+            "nwaits": self.nwaits,
+            "nsofts": self.nsofts,
+            "nhards": self.nhards,
+            "repeat_mode": blosc2_btune.RepeatMode[self.repeat_mode.name],
+        }
+
+    def to_env(self) -> dict[str, str]:
+        """The ``BTUNE_*`` variables the plugin reads at run time for this config.
+
+        Only the variables that the plugin reads from the environment and that must be present
+        for this config (``BTUNE_MODELS_DIR``, ``BTUNE_USE_INFERENCE``, ``BTUNE_TRACE``).
+        """
+        env: dict[str, str] = {"BTUNE_USE_INFERENCE": str(self.use_inference)}
+        if self.models_dir is not None:
+            env["BTUNE_MODELS_DIR"] = str(self.models_dir)
+        if self.trace:
+            env["BTUNE_TRACE"] = "1"
+        return env
+
+
+def parse_env_tradeoff(raw: str) -> Tradeoff:
+    """Parse ``BTUNE_TRADEOFF`` as the plugin does.
+
+    The plugin reads a single value only when the string has at most 3 characters; anything
+    longer is read as a ``(a, b, c)`` triple, so ``0.25`` would be misread: it is refused here.
+    """
+    text = raw.strip()
+    if len(text) <= 3:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(
+                invalid("BTUNE_TRADEOFF", raw, "a number in [0, 1] such as 0.5")
+            ) from None
+    inner = text[1:-1] if text[:1] in "([" and text[-1:] in ")]" else None
+    parts = inner.split(",") if inner is not None else []
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(
+            invalid(
+                "BTUNE_TRADEOFF",
+                raw,
+                "a number of at most 3 characters (e.g. 0.5, .25: the plugin misreads longer "
+                "ones) or a triple '(cratio, speed, quality)' summing to 1",
+            )
+        )
+    return values  # type: ignore[return-value]
+
+
+def _check_tradeoff(value: object) -> Tradeoff:
+    if isinstance(value, bool):
+        raise ConfigError(invalid("tradeoff", value, "a float in [0, 1] or a triple"))
+    if isinstance(value, (int, float)):
+        value = float(value)
+        if not (0.0 <= value <= 1.0) or math.isnan(value):
+            raise ConfigError(invalid("tradeoff", value, "a float in [0, 1]"))
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        try:
+            triple = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            triple = ()
+        if len(triple) == 3:
+            if any(not (0.0 <= v <= 1.0) for v in triple):
+                raise ConfigError(
+                    invalid("tradeoff", value, "a (cratio, speed, quality) triple in [0, 1]")
+                )
+            if not math.isclose(sum(triple), 1.0, abs_tol=1e-6):
+                raise ConfigError(
+                    invalid("tradeoff", value, "a (cratio, speed, quality) triple summing to 1")
+                )
+            if triple[2] == 1.0:
+                raise ConfigError(invalid("tradeoff", value, "a quality weight below 1"))
+            return triple  # type: ignore[return-value]
+    raise ConfigError(
+        invalid("tradeoff", value, "a float in [0, 1] or a (cratio, speed, quality) triple")
+    )
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(invalid(name, value, f"an integer >= {low}"))
+    if value < low or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(invalid(name, value, f"an integer {rng}"))
+    return value

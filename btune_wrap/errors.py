@@ -1,0 +1,32 @@
+"""Exceptions raised by btune_wrap.
+
+Every error is a ``BtuneWrapError`` (a ``ValueError``) whose message names the argument or
+field, the value received and what was expected, so a CLI can print it as it is.
+"""
+
+from __future__ import annotations
+
+
+class BtuneWrapError(ValueError):
+    """Base class of all btune_wrap errors."""
+
+
+class ConfigError(BtuneWrapError):
+    """A configuration field has an invalid value."""
+
+
+class InputError(BtuneWrapError):
+    """An input (file, dataset, directory) cannot be used."""
+
+
+class PluginUnavailableError(BtuneWrapError):
+    """The Btune plugin cannot run safely with the installed packages."""
+
+
+class ModelError(BtuneWrapError):
+    """A models directory or model file is missing or inconsistent."""
+
+
+def invalid(field: str, value: object, expected: str) -> str:
+    """Format the standard message: ``field=value is invalid: expected ...``."""
+    return f"{field}={value!r} is invalid: expected {expected}"

@@ -1,0 +1,277 @@
+"""Running the Btune plugin safely from Python.
+
+Three things stand between a user and a working plugin, and this module handles each:
+
+* **Versions.** The plugin (blosc2-btune 1.2.x) only works with blosc2 4.0 and 4.1; from 4.2 on
+  the process dies with SIGFPE, which nothing in Python can catch. :func:`plugin_support`
+  decides, and :func:`write_tuned` refuses to call the plugin outside that range.
+* **Discovery.** C-Blosc2 finds the plugin by running ``python -c "import blosc2_btune; ..."``
+  with whatever ``python`` is first on PATH. :func:`ensure_discovery` puts our own interpreter
+  there, so an unactivated virtual environment works.
+* **Trace.** The plugin prints on the C-level stdout; :func:`capture_c_output` collects it and
+  :mod:`btune_wrap.trace` turns it into data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import importlib.metadata
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import blosc2
+
+from .atomic import atomic_path
+from .config import BtuneConfig
+from .errors import PluginUnavailableError
+from .trace import Trace, parse_trace
+
+#: blosc2 versions the plugin is known to run with: [low, high).
+SUPPORTED_BLOSC2 = ((4, 0, 0), (4, 2, 0))
+#: blosc2-btune versions known to work: [low, high).
+SUPPORTED_BTUNE = ((1, 2, 1), (1, 3, 0))
+#: Environment variables the plugin reads, which would override a programmatic config.
+#: glibc's line-buffered mode for setvbuf.
+_IOLBF = 1
+PLUGIN_ENV_VARS = ("BTUNE_TRADEOFF", "BTUNE_PERF_MODE", "BTUNE_MODELS_DIR", "BTUNE_USE_INFERENCE")
+
+
+@dataclass(frozen=True)
+class PluginSupport:
+    """Whether the Btune plugin can run here, and why not."""
+
+    ok: bool
+    reason: str
+    blosc2_version: str | None
+    btune_version: str | None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"4.0.0"`` -> ``(4, 0, 0)``; trailing tags (``.dev1``, ``rc2``) are ignored."""
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(parts)
+
+
+def check_versions(blosc2_version: str | None, btune_version: str | None) -> PluginSupport:
+    """Decide whether the plugin may be called with these installed versions (pure function)."""
+
+    def fmt(r: tuple[tuple[int, ...], tuple[int, ...]]) -> str:
+        return f">={'.'.join(map(str, r[0]))},<{'.'.join(map(str, r[1]))}"
+
+    if btune_version is None:
+        reason = "the blosc2-btune package is not installed (pip install blosc2-btune==1.2.1)"
+        return PluginSupport(False, reason, blosc2_version, None)
+    if blosc2_version is None:
+        return PluginSupport(False, "blosc2 is not installed", None, btune_version)
+    b2 = version_tuple(blosc2_version)
+    bt = version_tuple(btune_version)
+    if not (SUPPORTED_BLOSC2[0] <= b2 < SUPPORTED_BLOSC2[1]):
+        more = " (the process would die with SIGFPE)" if b2 >= SUPPORTED_BLOSC2[1] else ""
+        reason = (
+            f"blosc2 {blosc2_version} is outside the range the Btune plugin runs with "
+            f"({fmt(SUPPORTED_BLOSC2)}){more}; install blosc2==4.0.0, or use the Python engine"
+        )
+        return PluginSupport(False, reason, blosc2_version, btune_version)
+    if not (SUPPORTED_BTUNE[0] <= bt < SUPPORTED_BTUNE[1]):
+        reason = (
+            f"blosc2-btune {btune_version} is outside the known-good range "
+            f"({fmt(SUPPORTED_BTUNE)}); install blosc2-btune==1.2.1"
+        )
+        return PluginSupport(False, reason, blosc2_version, btune_version)
+    reason = f"blosc2 {blosc2_version} with blosc2-btune {btune_version} is a known-good pair"
+    return PluginSupport(True, reason, blosc2_version, btune_version)
+
+
+def plugin_support() -> PluginSupport:
+    """:func:`check_versions` for the installed packages."""
+    return check_versions(_installed("blosc2"), _installed("blosc2-btune"))
+
+
+def require_plugin() -> None:
+    """Raise :class:`PluginUnavailableError` unless the plugin can run here."""
+    support = plugin_support()
+    if not support:
+        raise PluginUnavailableError(f"cannot use the Btune plugin: {support.reason}")
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def ensure_discovery() -> str:
+    """Make C-Blosc2's plugin lookup find ``blosc2_btune`` from this interpreter.
+
+    C-Blosc2 runs ``python`` from PATH to locate the plugin library. We put a directory whose
+    ``python`` is this very interpreter first on PATH (the interpreter's own directory when it
+    has one named ``python``, else a private directory with a symlink). Returns that directory.
+    """
+    exe = Path(sys.executable)
+    own_dir = exe.parent
+    if (own_dir / "python").exists() and (own_dir / "python").resolve() == exe.resolve():
+        directory = own_dir
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="btune_wrap_python_"))
+        (directory / "python").symlink_to(exe)
+    path = os.environ.get("PATH", "")
+    entries = path.split(os.pathsep) if path else []
+    if not entries or entries[0] != str(directory):
+        os.environ["PATH"] = os.pathsep.join([str(directory), *entries])
+    return str(directory)
+
+
+@contextlib.contextmanager
+def capture_c_output() -> Iterator[list[str]]:
+    """Capture everything written to file descriptors 1 and 2 (C ``printf`` included).
+
+    The plugin prints its table on stdout and its ``TRACE:`` lines on stderr; both go to one
+    file, with C stdout line-buffered meanwhile so that the lines keep their order. Yields a
+    list that holds the captured text once the block exits.
+    """
+    out: list[str] = []
+    libc = ctypes.CDLL(None)
+    c_stdout = ctypes.c_void_p.in_dll(libc, "stdout")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    libc.fflush(None)
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        libc.setvbuf(c_stdout, None, _IOLBF, 0)
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            libc.fflush(None)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def plugin_environment(config: BtuneConfig) -> Iterator[None]:
+    """Hand ``config`` to the plugin and keep the environment from overriding it.
+
+    The plugin lets ``BTUNE_*`` variables win over programmatic settings, so they are removed
+    for the duration of the block (``BTUNE_TRACE`` follows ``config.trace``) and restored after.
+    """
+    require_plugin()
+    ensure_discovery()
+    import blosc2_btune
+
+    names = (*PLUGIN_ENV_VARS, "BTUNE_TRACE")
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        for name in PLUGIN_ENV_VARS:
+            os.environ.pop(name, None)
+        if config.trace:
+            os.environ["BTUNE_TRACE"] = "1"
+        else:
+            os.environ.pop("BTUNE_TRACE", None)
+        blosc2_btune.set_params_defaults(**config.plugin_kwargs())
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        blosc2_btune.set_params_defaults()
+
+
+def write_tuned(
+    array: np.ndarray,
+    config: BtuneConfig,
+    *,
+    urlpath: str | os.PathLike[str] | None = None,
+    chunks: Sequence[int] | None = None,
+    blocks: Sequence[int] | None = None,
+    nthreads: int | None = None,
+    echo: bool = False,
+) -> tuple[blosc2.NDArray, Trace]:
+    """Write ``array`` as a Blosc2 NDArray with Btune choosing each chunk's parameters.
+
+    Parameters
+    ----------
+    array
+        The data (anything ``numpy.asarray`` accepts).
+    config
+        The plugin configuration; the ``BTUNE_*`` environment is ignored (use
+        :meth:`BtuneConfig.from_env` to honour it).
+    urlpath
+        Where to write the ``.b2nd`` file (overwritten if present); ``None`` (default) keeps
+        the array in memory.
+    chunks, blocks
+        Chunk and block shapes; ``None`` lets blosc2 choose.
+    nthreads
+        Compression threads; ``None`` keeps blosc2's default.
+    echo
+        Also print the plugin's output to this process's stdout as it would have appeared.
+
+    Returns
+    -------
+    (NDArray, Trace)
+        The written array and the plugin's trace (empty unless ``config.trace``).
+    """
+    import blosc2
+
+    data = np.asarray(array)
+    if data.size == 0:
+        raise PluginUnavailableError("array is empty: expected at least one element to compress")
+    cparams: dict[str, object] = {"tuner": blosc2.Tuner.BTUNE}
+    if nthreads is not None:
+        cparams["nthreads"] = nthreads
+    kwargs: dict[str, object] = {"cparams": cparams}
+    if chunks is not None:
+        kwargs["chunks"] = tuple(chunks)
+    if blocks is not None:
+        kwargs["blocks"] = tuple(blocks)
+    with contextlib.ExitStack() as stack:
+        if urlpath is not None:
+            tmp = stack.enter_context(atomic_path(urlpath))
+            kwargs.update(urlpath=str(tmp), mode="w")
+        with plugin_environment(config), capture_c_output() as captured:
+            result = blosc2.asarray(data, **kwargs)
+        if urlpath is not None:
+            del result
+    if urlpath is not None:
+        result = blosc2.open(os.fspath(urlpath))
+    text = captured[0] if captured else ""
+    if echo and text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    trace = parse_trace(text)
+    trace.engine = "native"
+    return result, trace
