@@ -22,12 +22,12 @@ demo: $(STAMP)
 	$(BIN)/btune demo --output $(DEMO_DIR)
 
 lint: $(STAMP)
-	$(BIN)/ruff check btune_wrap training inference tests benchmarks
-	$(BIN)/ruff format --check btune_wrap training inference tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format btune_wrap training inference tests benchmarks
-	$(BIN)/ruff check --fix btune_wrap training inference tests benchmarks
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
