@@ -1,0 +1,263 @@
+"""Candidate compression parameters: codec, filter, compression level and split mode.
+
+A :class:`Category` is one candidate the models choose among. Its name follows the Btune
+tutorial, ``codec-filter-split-clevel``::
+
+    lz4-shuffle-bytedelta-nosplit-5      zstd-bitshuffle-nosplit-9      blosclz-nofilter-split-5
+
+It maps to ``blosc2.CParams`` (to compress with it) and to the ``[codec, filter, clevel,
+splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :data:`DEFAULT_CATEGORIES` is the
+tutorial's set of 32; :func:`category_set` builds it, optionally with the "always split"
+variants (64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from .errors import ConfigError, invalid
+
+if TYPE_CHECKING:
+    import blosc2
+
+
+class Codec(IntEnum):
+    """Codec ids, as C-Blosc2 and the plugin's JSON number them."""
+
+    BLOSCLZ = 0
+    LZ4 = 1
+    LZ4HC = 2
+    ZLIB = 4
+    ZSTD = 5
+
+
+class Filter(IntEnum):
+    """Filter ids of the plugin's JSON. ``BYTEDELTA`` means a shuffle followed by bytedelta."""
+
+    NOFILTER = 0
+    SHUFFLE = 1
+    BITSHUFFLE = 2
+    BYTEDELTA = 35
+
+
+class SplitMode(IntEnum):
+    """Split modes: whether blocks are split into one stream per byte of the type."""
+
+    ALWAYS = 1
+    NEVER = 2
+    AUTO = 3
+    FORWARD_COMPAT = 4
+
+
+_FILTER_NAMES = {
+    Filter.NOFILTER: "nofilter",
+    Filter.SHUFFLE: "shuffle",
+    Filter.BITSHUFFLE: "bitshuffle",
+    Filter.BYTEDELTA: "shuffle-bytedelta",
+}
+_SPLIT_NAMES = {
+    SplitMode.ALWAYS: "split",
+    SplitMode.NEVER: "nosplit",
+    SplitMode.AUTO: "autosplit",
+    SplitMode.FORWARD_COMPAT: "fcsplit",
+}
+_FILTER_BY_NAME = {v: k for k, v in _FILTER_NAMES.items()}
+_SPLIT_BY_NAME = {v: k for k, v in _SPLIT_NAMES.items()}
+_CODEC_BY_NAME = {c.name.lower(): c for c in Codec}
+
+
+def _enum(kind: type[IntEnum], field: str, value: object) -> IntEnum:
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str) and value.strip().upper() in kind.__members__:
+        return kind[value.strip().upper()]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    choices = ", ".join(f"{m.name.lower()} ({m.value})" for m in kind)
+    raise ConfigError(invalid(field, value, f"one of {choices}"))
+
+
+@dataclass(frozen=True, order=True)
+class Category:
+    """One candidate: codec, filter, compression level and split mode (validated).
+
+    Parameters
+    ----------
+    codec
+        :class:`Codec`, its id or its name (``"zstd"``).
+    filter
+        :class:`Filter`, its id or its name; ``BYTEDELTA`` is shuffle + bytedelta.
+    clevel
+        Compression level, 0 to 9.
+    splitmode
+        :class:`SplitMode`, its id or its name. Default ``NEVER`` (the tutorial's ``nosplit``).
+    """
+
+    codec: Codec
+    filter: Filter
+    clevel: int
+    splitmode: SplitMode = SplitMode.NEVER
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "codec", _enum(Codec, "codec", self.codec))
+        set_(self, "filter", _enum(Filter, "filter", self.filter))
+        set_(self, "splitmode", _enum(SplitMode, "splitmode", self.splitmode))
+        clevel = self.clevel
+        if isinstance(clevel, bool) or not isinstance(clevel, int) or not 0 <= clevel <= 9:
+            raise ConfigError(invalid("clevel", clevel, "an integer from 0 to 9"))
+        set_(self, "clevel", int(clevel))
+
+    # -- names ----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The tutorial's name, e.g. ``lz4-shuffle-bytedelta-nosplit-5``."""
+        return (
+            f"{self.codec.name.lower()}-{_FILTER_NAMES[self.filter]}-"
+            f"{_SPLIT_NAMES[self.splitmode]}-{self.clevel}"
+        )
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def parse(cls, name: str) -> Category:
+        """The category named ``name`` (the inverse of :attr:`name`)."""
+        expected = "a name like 'lz4-shuffle-bytedelta-nosplit-5' (codec-filter-split-clevel)"
+        if not isinstance(name, str):
+            raise ConfigError(invalid("category", name, expected))
+        parts = name.strip().lower().split("-")
+        if len(parts) < 4 or not parts[-1].isdigit():
+            raise ConfigError(invalid("category", name, expected))
+        codec = _CODEC_BY_NAME.get(parts[0])
+        filter_ = _FILTER_BY_NAME.get("-".join(parts[1:-2]))
+        split = _SPLIT_BY_NAME.get(parts[-2])
+        if codec is None or filter_ is None or split is None:
+            raise ConfigError(invalid("category", name, expected))
+        return cls(codec, filter_, int(parts[-1]), split)
+
+    # -- the plugin's JSON tuple ----------------------------------------------------------
+
+    def to_plugin(self) -> tuple[int, int, int, int]:
+        """``(codec, filter, clevel, splitmode)`` ids, as in the model JSON's categories."""
+        return (int(self.codec), int(self.filter), self.clevel, int(self.splitmode))
+
+    @classmethod
+    def from_plugin(cls, item: Sequence[int]) -> Category:
+        """Read a ``[codec, filter, clevel, splitmode]`` entry of a model JSON."""
+        if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 4:
+            raise ConfigError(invalid("category", item, "[codec, filter, clevel, splitmode]"))
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in item):
+            raise ConfigError(invalid("category", item, "four integers"))
+        return cls(*item)
+
+    # -- blosc2 ---------------------------------------------------------------------------
+
+    def to_cparams(
+        self, *, typesize: int = 8, blocksize: int = 0, nthreads: int = 1
+    ) -> blosc2.CParams:
+        """``blosc2.CParams`` that compress with this category.
+
+        Parameters
+        ----------
+        typesize
+            Item size in bytes (default 8).
+        blocksize
+            Block size in bytes; 0 (default) lets blosc2 choose. When writing into an existing
+            array pass its ``schunk.blocksize`` (FACTS.md §6).
+        nthreads
+            Compression threads (default 1).
+        """
+        import blosc2
+
+        nofilter = blosc2.Filter.NOFILTER
+        filters = [nofilter] * 6
+        if self.filter is Filter.BYTEDELTA:
+            filters[4], filters[5] = blosc2.Filter.SHUFFLE, blosc2.Filter.BYTEDELTA
+        else:
+            filters[5] = blosc2.Filter(int(self.filter))
+        return blosc2.CParams(
+            codec=blosc2.Codec(int(self.codec)),
+            clevel=self.clevel,
+            typesize=typesize,
+            nthreads=nthreads,
+            blocksize=blocksize,
+            splitmode=blosc2.SplitMode(int(self.splitmode)),
+            filters=filters,
+            filters_meta=[0] * 6,
+        )
+
+    @classmethod
+    def from_cparams(cls, cparams: blosc2.CParams) -> Category:
+        """The category of ``cparams``; refuses filters a category cannot express."""
+        used = [_id(f) for f in cparams.filters if _id(f) != 0]
+        if not used:
+            filter_ = Filter.NOFILTER
+        elif used == [int(Filter.SHUFFLE), int(Filter.BYTEDELTA)]:
+            filter_ = Filter.BYTEDELTA
+        elif len(used) == 1 and used[0] in (Filter.SHUFFLE, Filter.BITSHUFFLE):
+            filter_ = Filter(used[0])
+        else:
+            raise ConfigError(
+                invalid(
+                    "cparams.filters",
+                    [getattr(f, "name", f) for f in cparams.filters],
+                    "no filter, shuffle, bitshuffle or shuffle then bytedelta",
+                )
+            )
+        return cls(_id(cparams.codec), filter_, int(cparams.clevel), _id(cparams.splitmode))
+
+
+def _id(member: object) -> int:
+    """The integer id of a blosc2 enum member (a plain Enum) or of an int."""
+    return int(getattr(member, "value", member))
+
+
+def category_set(
+    codecs: Iterable[tuple[Codec | str, Sequence[int]]] = (
+        (Codec.BLOSCLZ, (5,)),
+        (Codec.LZ4, (5,)),
+        (Codec.LZ4HC, (5,)),
+        (Codec.ZLIB, (5,)),
+        (Codec.ZSTD, (1, 3, 6, 9)),
+    ),
+    filters: Sequence[Filter] = tuple(Filter),
+    *,
+    split: bool = False,
+) -> tuple[Category, ...]:
+    """Every combination of codec (with its levels) and filter, codec-major.
+
+    The defaults give the tutorial's 32 categories (blosclz, lz4, lz4hc, zlib at level 5 and
+    zstd at 1, 3, 6, 9; times nofilter, shuffle, bitshuffle, shuffle+bytedelta; never split).
+    ``split=True`` adds the "always split" variant of each, right after it (64).
+    """
+    splits = (SplitMode.NEVER, SplitMode.ALWAYS) if split else (SplitMode.NEVER,)
+    return tuple(
+        Category(codec, filter_, clevel, mode)
+        for codec, clevels in codecs
+        for clevel in clevels
+        for filter_ in filters
+        for mode in splits
+    )
+
+
+#: The tutorial's 32 categories, in the order of a model's outputs.
+DEFAULT_CATEGORIES: tuple[Category, ...] = category_set()
+#: The same with the "always split" variants (64).
+SPLIT_CATEGORIES: tuple[Category, ...] = category_set(split=True)
+
+
+def parse_categories(names: Iterable[str]) -> tuple[Category, ...]:
+    """Categories from their names; duplicates are refused."""
+    cats = tuple(Category.parse(n) for n in names)
+    if len(set(cats)) != len(cats):
+        dup = sorted({c.name for c in cats if cats.count(c) > 1})
+        raise ConfigError(invalid("categories", dup, "each category at most once"))
+    return cats
