@@ -1,0 +1,556 @@
+"""The features the Btune plugin computes for a chunk at inference time.
+
+A model predicts well inside the plugin only if trained on features with the plugin's exact
+definitions, which are (Blosc2-Btune 1.2.1 ``entropy_probe.c``, ``btune_model.cpp``; C-Blosc2
+``blosc_c()``):
+
+* Blocks: the chunk's ``blocksize``, clamped to the chunk and rounded down to a multiple of
+  ``typesize``; the last block holds the leftover. No filter, no split.
+* A block whose bytes are all equal is a *run*: C-Blosc2 flags it before calling the codec and
+  the plugin skips it in both sums, but still divides by the number of blocks (it counts 0).
+* Other blocks: a blosclz-like match finder (4-byte hash into 2**13 slots, minimum match 3)
+  over at most the first 8 KiB gives ``e = bytes consumed / bytes emitted``
+  (:func:`probe_estimate`); the codec reports ``cbytes = min(int(n / e), n)`` and C-Blosc2
+  records ``n / (cbytes + 4)`` (:func:`block_cratio`).
+* ``cratio`` = float32 sum of the block ratios / number of blocks.
+* ``speed`` = sum over blocks of ``n / t`` / :func:`zeros_speed`, / number of blocks, with
+  ``t`` the time of the block's run check + probe.
+
+Unavoidable differences (the ``cratio`` feature has none: it is bit-identical to the C code's):
+
+* Each block's compiled probe is timed from Python (``time.perf_counter_ns``); the call
+  overhead stands in for C-Blosc2's per-block overhead, and the filter time is 0 (in C, two
+  clock reads). The plugin runs blocks on 4 threads, we run them in order.
+* The plugin times one all-zeros compression (default parameters, 4 threads starting inside
+  the timed call) once per process, for the first chunk's size. One such call varies a lot
+  and depends on what the process did before; we keep the median of 7 calls on fresh
+  contexts, kept alive so that none reuses another's thread stacks, once per chunk size.
+* Where the plugin gets no usable features we raise :class:`~btune_wrap.errors.InputError`: a
+  non-run leftover block of at most 12 bytes (the C probe fails) and chunks with fewer than 24
+  bytes per block (the instrumentation does not fit and raw chunk bytes are read as features).
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from .errors import InputError, invalid
+
+#: The smallest chunk (bytes) the plugin runs inference on: C-Blosc2's ``BLOSC_MIN_BUFFERSIZE``.
+MIN_CHUNK_NBYTES: int = 32
+#: Bytes of a block the probe looks at: the size of its hash table, ``1 << 13``.
+PROBE_WINDOW: int = 8192
+#: Largest chunk C-Blosc2 compresses: ``BLOSC2_MAX_BUFFERSIZE`` = INT32_MAX - 32.
+MAX_CHUNK_NBYTES: int = 2**31 - 1 - 32
+#: Typesizes above this are treated as 1 by C-Blosc2 (``BLOSC_MAX_TYPESIZE``).
+MAX_TYPESIZE: int = 255
+#: Bytes C-Blosc2 writes per instrumented block: a 4-byte size + a 16-byte ``blosc2_instr``.
+#: With the 4-byte block start, a chunk of ``nbytes`` must have ``24 * nblocks <= nbytes``.
+INSTR_BYTES_PER_BLOCK: int = 24
+#: Calls of the zeros compression whose median gives :func:`zeros_speed`.
+ZEROS_SPEED_REPEATS: int = 7
+
+# Match finder constants (entropy_probe.c).
+_HASH_LOG = 13
+_MAX_COPY = 32
+_MAX_DISTANCE = 8191
+_MAX_FARDISTANCE = 65535 + _MAX_DISTANCE - 1
+_MIN_LEN = 3
+_IP_SHIFT = 3
+# Result codes of the compiled block kernel besides a positive ratio.
+_RUN = 0.0
+_FAILED = -1.0
+
+
+@dataclass(frozen=True)
+class ProbeFeatures:
+    """The plugin's inference-time features of one chunk, before normalization.
+
+    Attributes
+    ----------
+    cratio : float
+        Mean over blocks of the per-block estimated compression ratio (run blocks count 0).
+    speed : float
+        Mean over blocks of the probe's throughput divided by :func:`zeros_speed` (run blocks
+        count 0).
+    elapsed : float
+        Wall seconds spent computing the features of this chunk (the probe only, not the
+        one-off :func:`zeros_speed` measurement).
+    """
+
+    cratio: float
+    speed: float
+    elapsed: float
+
+
+# --------------------------------------------------------------------------------------------
+# Compiled kernels. Indices are relative to ``buf``; a block is ``buf[start:start + n]``.
+# Buffer reads are unchecked, unaligned native loads (little endian on x86, as the C code's
+# ``*(uint32_t *)p``): every caller keeps them inside the block, as the C code does.
+
+
+def _unchecked_load(bits: int):
+    """An intrinsic ``load(buf, i)``: the ``bits``-bit unsigned integer at byte ``i`` of a uint8
+    array, without bounds or wraparound checks."""
+    rettype = {8: types.uint8, 32: types.uint32, 64: types.uint64}[bits]
+
+    @intrinsic
+    def load(typingctx, arr, idx):
+        if not (
+            isinstance(arr, types.Array)
+            and arr.dtype == types.uint8
+            and isinstance(idx, types.Integer)
+        ):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(bits).as_pointer())
+            return builder.load(ptr, align=1)
+
+        return rettype(arr, idx), codegen
+
+    return load
+
+
+_ld8 = _unchecked_load(8)
+_ld32 = _unchecked_load(32)
+_ld64 = _unchecked_load(64)
+
+
+@numba.njit(cache=True)
+def _is_run(buf, start, n):  # pragma: no cover - compiled
+    """C-Blosc2's run check: do all ``n`` bytes equal the first one? (8 bytes at a time)."""
+    x = _ld8(buf, start)
+    value = np.uint64(x) * np.uint64(0x0101010101010101)
+    ip = start
+    bound = start + n
+    while ip < bound - 8:
+        if _ld64(buf, ip) != value:
+            return False
+        ip += 8
+    while ip < bound and _ld8(buf, ip) == x:
+        ip += 1
+    return ip == bound
+
+
+@numba.njit(cache=True)
+def _estimate(buf, start, n):  # pragma: no cover - compiled
+    """Consumed / emitted bytes of the probe's match finder over the block's first 8 KiB."""
+    limit = min(n, 1 << _HASH_LOG)
+    ip_bound = start + limit - 1
+    ip_limit = start + limit - 12
+    htab = np.zeros(1 << _HASH_LOG, dtype=np.uint32)  # offsets from start; 0 = unset
+    mult = np.uint32(2654435761)
+    shift = np.uint32(32 - _HASH_LOG)
+    oc = 5  # output bytes so far: the probe starts with a literal run of 4 bytes
+    copy = 4  # literals in the current literal run
+    ip = start
+    while ip < ip_limit:
+        anchor = ip
+        hval = np.intp(np.uint32(_ld32(buf, ip) * mult) >> shift)
+        ref = start + np.intp(htab[hval])
+        distance = anchor - ref
+        htab[hval] = np.uint32(anchor - start)
+        literal = distance == 0 or distance >= _MAX_FARDISTANCE
+        if not literal:
+            literal = _ld32(buf, ref) != _ld32(buf, ip)
+        if not literal:
+            ref += 4
+            ip = anchor + 4
+            distance -= 1
+            if distance == 0:
+                # A run of the byte before ip; ref trails ip by one.
+                x = _ld8(buf, ip - 1)
+                value = np.uint64(x) * np.uint64(0x0101010101010101)
+                done = False
+                while ip < ip_bound - 8:
+                    if _ld64(buf, ref) != value:
+                        while _ld8(buf, ref) == x:
+                            ref += 1
+                            ip += 1
+                        done = True
+                        break
+                    ip += 8
+                    ref += 8
+                if not done:
+                    while ip < ip_bound and _ld8(buf, ref) == x:
+                        ref += 1
+                        ip += 1
+            else:
+                # A match: ip ends one past the first differing byte (or at ip_bound).
+                done = False
+                while ip < ip_bound - 8:
+                    if _ld64(buf, ref) != _ld64(buf, ip):
+                        while True:
+                            same = _ld8(buf, ref) == _ld8(buf, ip)
+                            ref += 1
+                            ip += 1
+                            if not same:
+                                break
+                        done = True
+                        break
+                    ip += 8
+                    ref += 8
+                if not done:
+                    while ip < ip_bound:
+                        same = _ld8(buf, ref) == _ld8(buf, ip)
+                        ref += 1
+                        ip += 1
+                        if not same:
+                            break
+            ip -= _IP_SHIFT
+            length = ip - anchor
+            if length < _MIN_LEN:
+                literal = True
+            else:
+                if copy == 0:
+                    oc -= 1
+                copy = 0
+                if length >= 7:
+                    oc += (length - 7) // 255 + 1
+                oc += 2 if distance < _MAX_DISTANCE else 4
+                hval = np.intp(np.uint32(_ld32(buf, ip) * mult) >> shift)
+                htab[hval] = np.uint32(ip - start)
+                ip += 2
+                oc += 1
+        if literal:
+            oc += 1
+            anchor += 1
+            ip = anchor
+            copy += 1
+            if copy == _MAX_COPY:
+                copy = 0
+                oc += 1
+    return np.float32(ip - start) / np.float32(oc)
+
+
+@numba.njit(cache=True)
+def _block_kernel(buf, start, n):  # pragma: no cover - compiled
+    """What the instrumented C-Blosc2 records for one block, as one float32.
+
+    Returns the block's ratio ``n / (cbytes + 4)`` (> 0), ``0.0`` for a run block (flagged,
+    skipped by the plugin), or ``-1.0`` when the probe cannot handle the block.
+    """
+    if _is_run(buf, start, n):
+        return np.float32(_RUN)
+    est = _estimate(buf, start, n)
+    if est <= np.float32(0.0):
+        return np.float32(_FAILED)
+    cbytes = int(np.float32(n) / est)
+    if cbytes > n:
+        cbytes = n
+    if cbytes == 0:
+        cbytes = n
+    return np.float32(n) / np.float32(cbytes + 4)
+
+
+@numba.njit(cache=True)
+def _reduce(ratios, times, bs, nbytes, zeros_speed):  # pragma: no cover - compiled
+    """The chunk's features from its blocks' ratios and probe times (ns), as the plugin does.
+
+    Per block: ``cspeed = n / ctime``, ``rel = 1 / (1 / cspeed + ftime) / zeros_speed`` with
+    ``ftime = 0`` (no filter); run blocks (ratio 0) are skipped in both sums; the float32 sums
+    are divided by the number of blocks.
+    """
+    zs = np.float32(zeros_speed)
+    nblocks = ratios.size
+    cratio = np.float32(0.0)
+    rel = np.float32(0.0)
+    for j in range(nblocks):
+        if ratios[j] != np.float32(_RUN):
+            n = np.float32(min(bs, nbytes - j * bs))
+            ctime = np.float32(max(times[j], 1) * 1e-9)
+            cspeed = n / ctime
+            cratio += ratios[j]
+            rel += np.float32(1.0) / (np.float32(1.0) / cspeed) / zs
+    return cratio / np.float32(nblocks), rel / np.float32(nblocks)
+
+
+_WARM = False
+#: Chunk sizes whose zeros speed has been measured and whose probe has been warmed up.
+_PRIMED: set[int] = set()
+_PRIMING_PASSES = 3
+
+
+def _warm_up() -> None:
+    """Compile (or load from numba's cache) the kernels once, before anything is timed.
+
+    Both writable and read-only buffers (``bytes`` gives read-only arrays) get their own
+    compiled version: warm both.
+    """
+    global _WARM
+    if not _WARM:
+        dummy = np.zeros(64, dtype=np.uint8)
+        dummy[-1] = 1
+        frozen = dummy.copy()
+        frozen.flags.writeable = False
+        for buf in (dummy, frozen):
+            ratio = _block_kernel(buf, 0, buf.size)
+            _estimate(buf, 0, buf.size)
+        _reduce(np.full(1, ratio, dtype=np.float32), np.ones(1, dtype=np.int64), 64, 64, 1.0)
+        _WARM = True
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def _as_block(block: np.ndarray, name: str = "block") -> np.ndarray:
+    if not isinstance(block, np.ndarray) or block.dtype != np.uint8 or block.ndim != 1:
+        shape = getattr(block, "shape", None)
+        dtype = getattr(block, "dtype", type(block).__name__)
+        what = f"{type(block).__name__} of dtype {dtype} and shape {shape}"
+        raise InputError(invalid(name, what, "a 1-D numpy array of uint8"))
+    if block.size == 0:
+        raise InputError(invalid(f"{name}.size", 0, "at least 1 byte"))
+    return np.ascontiguousarray(block)
+
+
+def probe_estimate(block: np.ndarray) -> float:
+    """The probe's raw estimate for one block: bytes consumed / bytes a blosclz-like encoder
+    would emit, over at most the block's first 8 KiB (``get_cratio`` in the plugin).
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        The block's bytes, 1-D uint8.
+
+    Returns
+    -------
+    float
+        The estimate (a float32 value); 0.0 for blocks of 12 bytes or fewer, where the match
+        finder does not run.
+    """
+    buf = _as_block(block)
+    return float(_estimate(buf, 0, buf.size))
+
+
+def block_cratio(block: np.ndarray) -> float:
+    """The estimated compression ratio the plugin records for one block.
+
+    This is ``n / (min(int(n / e), n) + 4)`` for a block of ``n`` bytes whose probe estimate
+    is ``e`` (:func:`probe_estimate`, first 8 KiB only). A block whose bytes all have one value
+    is a run: C-Blosc2 flags it before the probe and the plugin skips it, so it counts 0.0.
+    The chunk's ``cratio`` feature is the mean of this over the chunk's blocks.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        The block's bytes, 1-D uint8, as C-Blosc2 hands them to the codec (no filter).
+
+    Returns
+    -------
+    float
+        The ratio (a float32 value), > 0 for a block that is not a run, 0.0 for a run.
+
+    Raises
+    ------
+    InputError
+        If ``block`` is not a non-empty 1-D uint8 array, or is a block of at most 12 bytes that
+        is not a run (the plugin's probe fails on it).
+    """
+    buf = _as_block(block)
+    value = float(_block_kernel(buf, 0, buf.size))
+    if value < 0:
+        expected = "at least 13 bytes unless all bytes are equal (the probe fails otherwise)"
+        raise InputError(invalid("block.size", buf.size, expected))
+    return value
+
+
+def _as_bytes(chunk: bytes | memoryview | np.ndarray) -> np.ndarray:
+    try:
+        view = memoryview(chunk)
+    except TypeError:
+        raise InputError(
+            invalid("chunk", type(chunk).__name__, "bytes, a memoryview or a numpy array")
+        ) from None
+    if not view.c_contiguous:
+        expected = "a C-contiguous buffer (the chunk's bytes as blosc2 hands them to codecs)"
+        raise InputError(invalid("chunk", "a non-contiguous buffer", expected))
+    if view.nbytes == 0:
+        return np.empty(0, dtype=np.uint8)
+    return np.frombuffer(view, dtype=np.uint8)
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(invalid(name, value, expected))
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        raise InputError(invalid(name, value, expected))
+    return value
+
+
+def effective_blocksize(nbytes: int, typesize: int, blocksize: int) -> int:
+    """The blocksize C-Blosc2 uses when the probe compresses a chunk of ``nbytes``.
+
+    C-Blosc2 treats a typesize above 255 as 1, clamps the blocksize to the chunk size and
+    rounds it down to a multiple of the typesize; a chunk smaller than one item gets 1.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the chunk in bytes.
+    typesize : int
+        Size of one item in bytes.
+    blocksize : int
+        The chunk's blocksize in bytes (``schunk.blocksize``), > 0.
+    """
+    ts = typesize if typesize <= MAX_TYPESIZE else 1
+    if nbytes < ts:
+        return 1
+    bs = min(blocksize, nbytes)
+    if bs > ts:
+        bs = bs // ts * ts
+    return bs
+
+
+def chunk_features(
+    chunk: bytes | memoryview | np.ndarray, typesize: int, blocksize: int
+) -> ProbeFeatures:
+    """Compute the plugin's inference-time features of one chunk.
+
+    Parameters
+    ----------
+    chunk : bytes, memoryview or numpy.ndarray
+        The chunk's uncompressed bytes exactly as blosc2 hands them to the codecs (block
+        layout), C-contiguous; any dtype, read as bytes. At least :data:`MIN_CHUNK_NBYTES`.
+    typesize : int
+        Size of one item in bytes (``schunk.typesize``), >= 1.
+    blocksize : int
+        The chunk's blocksize in bytes (``schunk.blocksize``), >= 1. The automatic blocksize
+        (0) is not accepted: pass the one blosc2 chose.
+
+    Returns
+    -------
+    ProbeFeatures
+        The raw (not normalized) ``cratio`` and ``speed`` features and the probe's wall time.
+
+    Raises
+    ------
+    InputError
+        For a chunk that is not a contiguous buffer, is smaller than :data:`MIN_CHUNK_NBYTES`
+        (the plugin skips inference) or larger than C-Blosc2 accepts, a non-positive
+        ``typesize`` or ``blocksize``, and the two cases where the plugin gets no usable
+        features (see the module documentation).
+    """
+    buf = _as_bytes(chunk)
+    nbytes = int(buf.size)
+    typesize = _check_int("typesize", typesize, 1)
+    blocksize = _check_int("blocksize", blocksize, 1)
+    if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
+        expected = (
+            f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
+            "(the plugin skips inference on smaller chunks)"
+        )
+        raise InputError(invalid("chunk nbytes", nbytes, expected))
+    bs = effective_blocksize(nbytes, typesize, blocksize)
+    nblocks = -(-nbytes // bs)
+    if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:
+        expected = (
+            f"at least {INSTR_BYTES_PER_BLOCK} bytes per block on average (got {nblocks} "
+            f"blocks for {nbytes} bytes with typesize={typesize}): below that the plugin's "
+            "instrumentation does not fit and it reads raw chunk bytes as features"
+        )
+        raise InputError(invalid("blocksize", blocksize, expected))
+    _warm_up()
+    primed = nbytes in _PRIMED
+    zs = zeros_speed(nbytes)
+    kernel = _block_kernel
+    if not primed:
+        # Right after the process's first probe or a zeros-speed measurement the first few
+        # blocks run several times slower (cold caches, threads being torn down); the plugin
+        # shows the same on its first chunk. Run untimed passes so they don't skew features.
+        for _ in range(_PRIMING_PASSES):
+            for j in range(nblocks):
+                kernel(buf, j * bs, min(bs, nbytes - j * bs))
+        _PRIMED.add(nbytes)
+    clock = time.perf_counter_ns
+    ratios = np.empty(nblocks, dtype=np.float32)
+    times = np.empty(nblocks, dtype=np.int64)
+    failed = False
+    t_start = clock()
+    for j in range(nblocks):
+        start = j * bs
+        n = min(bs, nbytes - start)
+        t0 = clock()
+        ratio = kernel(buf, start, n)
+        t1 = clock()
+        ratios[j] = ratio
+        times[j] = t1 - t0
+        failed |= ratio < 0
+    if failed:
+        n_last = nbytes - (nblocks - 1) * bs
+        expected = (
+            f"a size whose leftover block is longer than 12 bytes or a run (blocksize={bs} "
+            f"leaves {n_last} bytes that are not all equal: the plugin's probe fails on them)"
+        )
+        raise InputError(invalid("chunk nbytes", nbytes, expected))
+    cratio, speed = _reduce(ratios, times, bs, nbytes, zs)
+    elapsed = (clock() - t_start) * 1e-9
+    return ProbeFeatures(cratio=float(cratio), speed=float(speed), elapsed=elapsed)
+
+
+def zeros_speed(nbytes: int) -> float:
+    """Throughput (bytes/s) of compressing an all-zeros buffer of ``nbytes`` bytes.
+
+    The plugin's machine-relative speed reference: one compression with C-Blosc2's default
+    parameters (blosclz, clevel 5, shuffle, typesize 8, automatic blocksize, forward-compatible
+    split) and 4 threads, on a fresh context, timing the compression call only, so the start
+    of the 4 threads is included. Measured on first use for each size and cached for the life
+    of the process: the median of :data:`ZEROS_SPEED_REPEATS` such calls. Every context is
+    kept alive until the end, so no call reuses the thread stacks of a previous one and the
+    result does not depend on what the process did before.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the buffer in bytes, at least :data:`MIN_CHUNK_NBYTES`.
+    """
+    return _zeros_speed(_check_int("nbytes", nbytes, MIN_CHUNK_NBYTES, MAX_CHUNK_NBYTES))
+
+
+@functools.cache
+def _zeros_speed(nbytes: int) -> float:
+    import blosc2
+
+    zeros = np.zeros(nbytes, dtype=np.uint8)
+
+    def cparams(nthreads: int) -> blosc2.CParams:
+        return blosc2.CParams(
+            codec=blosc2.Codec.BLOSCLZ,
+            clevel=5,
+            typesize=8,
+            nthreads=nthreads,
+            blocksize=0,
+            splitmode=blosc2.SplitMode.FORWARD_COMPAT_SPLIT,
+            filters=[blosc2.Filter.NOFILTER] * 5 + [blosc2.Filter.SHUFFLE],
+            filters_meta=[0] * 6,
+        )
+
+    # Warm python-blosc2's code path without starting any thread.
+    blosc2.SChunk(chunksize=nbytes, cparams=cparams(1)).append_data(zeros)
+    clock = time.perf_counter_ns
+    alive = []
+    samples = []
+    for _ in range(ZEROS_SPEED_REPEATS):
+        # A fresh super-chunk has a fresh context: its threads start inside the timed call.
+        schunk = blosc2.SChunk(chunksize=nbytes, cparams=cparams(4))
+        t0 = clock()
+        schunk.append_data(zeros)
+        t1 = clock()
+        alive.append(schunk)
+        samples.append(max(t1 - t0, 1))
+    del alive
+    return nbytes / (statistics.median(samples) * 1e-9)
