@@ -11,6 +11,7 @@ from .errors import (
     BtuneWrapError,
     ConfigError,
     InputError,
+    MeasureError,
     ModelError,
     PluginUnavailableError,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "InferenceLine",
     "InputError",
+    "MeasureError",
     "ModelError",
     "PerfMode",
     "PluginSupport",

@@ -27,6 +27,10 @@ class ModelError(BtuneWrapError):
     """A models directory or model file is missing or inconsistent."""
 
 
+class MeasureError(BtuneWrapError):
+    """A measurement went wrong (e.g. a codec did not give the chunk back)."""
+
+
 def invalid(field: str, value: object, expected: str) -> str:
     """Format the standard message: ``field=value is invalid: expected ...``."""
     return f"{field}={value!r} is invalid: expected {expected}"
