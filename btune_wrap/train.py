@@ -1,0 +1,833 @@
+"""Training: one small Keras network per performance mode, exported as the Btune plugin reads it.
+
+From measurements (:mod:`btune_wrap.measure`) of a set of chunks:
+
+* **Labels.** For every chunk and every tradeoff ``t`` of :attr:`TrainConfig.tradeoffs`, the
+  best category under :mod:`btune_wrap.objective` (``J = t log cratio + (1 - t) log speed``,
+  speed being compression speed in mode comp, decompression speed in mode decomp). The whole
+  ``J`` matrix is kept so that the regret of any choice can be computed.
+* **Inputs.** ``[cratio feature, speed feature, tradeoff]`` per (chunk, tradeoff), the two
+  features normalized with the mean and standard deviation of the training chunks, in float32
+  as the plugin computes them. The mean/std go into the model's JSON.
+* **Split.** By chunk (all the rows of one chunk stay on one side), seeded: test chunks, then
+  validation chunks (early stopping) out of the rest.
+* **Network.** ``3 -> clip -> hidden ReLU layers -> one softmax score per category``. The clip
+  holds each input inside its training range (an unseen feature value is read as the nearest
+  seen one); the speed feature is zeroed unless :attr:`TrainConfig.use_speed`; the softmax
+  keeps every score above -1, so the plugin's choice is exactly the argmax. Early stopping
+  keeps the weights of the epoch with the lowest mean regret on the validation chunks.
+* **Export.** ``model_<mode>.tflite`` (TFLite, converted from the Keras model) and
+  ``model_<mode>.json`` (:class:`~btune_wrap.model.ModelMeta`), written atomically, plus the
+  training report next to them: ``model_<mode>.report.json``, ``model_<mode>.history.png``
+  and ``model_<mode>.tradeoffs.png``.
+
+TensorFlow is imported only when a model is trained or exported (inference needs only LiteRT).
+:func:`fit` trains one mode, :func:`export` writes it; :func:`train_and_export` does both for
+measurement directories, checking everything before it trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .atomic import atomic_dir, write_bytes, write_text
+from .categories import Category
+from .config import PerfMode
+from .errors import ConfigError, InputError, invalid
+from .measure import Measurements, load_many
+from .model import ModelMeta, Normalization, model_stem
+from .objective import TRADEOFFS, best_index, objective_matrix, parse_mode, regret
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+
+#: Fewest chunks :func:`fit` accepts: enough for at least one test, one validation and a few
+#: training chunks.
+MIN_CHUNKS = 10
+#: How many of the most predicted categories the per-tradeoff table shows.
+TOP_PREDICTED = 3
+#: File suffixes of the training report written next to ``model_<mode>.*``.
+REPORT_SUFFIXES = (".report.json", ".history.png", ".tradeoffs.png")
+SPLITS = ("train", "validation", "test")
+
+_MODES_HELP = "'c', 'comp', 'd', 'decomp' or 'both'"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one model (validated at construction).
+
+    Parameters
+    ----------
+    hidden
+        Sizes of the hidden ReLU layers. Default ``(64, 64)`` (chosen by measurement, see
+        ``benchmarks/bench_train.py``).
+    epochs
+        Most passes over the training rows. Default 300.
+    batch_size
+        Rows per gradient step. Default 256.
+    learning_rate
+        Adam's learning rate. Default 0.003.
+    patience
+        Epochs without a better validation regret before stopping (the best weights are kept).
+        Default 25.
+    temperature
+        0 (default) trains on the best category only (cross-entropy on the label). A positive
+        value trains on soft targets ``softmax((J - J_best) / temperature)`` instead, giving
+        categories almost as good as the best some of the credit (measured: no better).
+    use_speed
+        Let the network use the speed feature. Default False: the input keeps its place but is
+        multiplied by 0. The speed feature is a timing, relative to the machine and to what
+        the process does around the probe; measured, it added nothing over the cratio feature
+        and made the choices fragile when its level shifts between gather and inference (see
+        ``benchmarks/bench_train.py``).
+    test_fraction
+        Share of the chunks held out for testing. Default 0.2.
+    validation_fraction
+        Share of the remaining chunks used for early stopping. Default 0.15.
+    seed
+        Seed of the split, the initial weights and the shuffling. Default 0.
+    tradeoffs
+        Tradeoffs the labels are made for (each in [0, 1]). Default :data:`TRADEOFFS`
+        (0, 0.1, ..., 1).
+    """
+
+    hidden: tuple[int, ...] = (64, 64)
+    epochs: int = 300
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    patience: int = 25
+    temperature: float = 0.0
+    use_speed: bool = False
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.15
+    seed: int = 0
+    tradeoffs: tuple[float, ...] = TRADEOFFS
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        hidden = self.hidden
+        if (
+            isinstance(hidden, (str, bytes))
+            or not isinstance(hidden, Sequence)
+            or not hidden
+            or not all(_is_int(h) and h >= 1 for h in hidden)
+        ):
+            raise ConfigError(invalid("hidden", hidden, "a non-empty tuple of positive integers"))
+        set_(self, "hidden", tuple(int(h) for h in hidden))
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            low = 0 if name == "seed" else 1
+            if not _is_int(value) or value < low:
+                raise ConfigError(invalid(name, value, f"an integer >= {low}"))
+        if not _is_int(self.patience) or self.patience < 1:
+            raise ConfigError(invalid("patience", self.patience, "an integer >= 1"))
+        if not _is_number(self.learning_rate) or not 0 < self.learning_rate < 1:
+            raise ConfigError(invalid("learning_rate", self.learning_rate, "a number in (0, 1)"))
+        if not _is_number(self.temperature) or not 0 <= self.temperature < math.inf:
+            raise ConfigError(invalid("temperature", self.temperature, "a finite number >= 0"))
+        if not isinstance(self.use_speed, bool):
+            raise ConfigError(invalid("use_speed", self.use_speed, "True or False"))
+        for name in ("test_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 < value < 0.5:
+                raise ConfigError(invalid(name, value, "a number in (0, 0.5)"))
+        tradeoffs = self.tradeoffs
+        if (
+            isinstance(tradeoffs, (str, bytes))
+            or not isinstance(tradeoffs, Sequence)
+            or not tradeoffs
+            or not all(_is_number(t) and 0 <= t <= 1 for t in tradeoffs)
+            or len(set(tradeoffs)) != len(tradeoffs)
+        ):
+            raise ConfigError(
+                invalid("tradeoffs", tradeoffs, "distinct numbers in [0, 1], at least one")
+            )
+        set_(self, "tradeoffs", tuple(float(t) for t in tradeoffs))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def parse_modes(mode: str | PerfMode) -> tuple[PerfMode, ...]:
+    """The modes to train: ``c``/``comp`` -> (COMP,), ``d``/``decomp`` -> (DECOMP,),
+    ``both`` -> (COMP, DECOMP)."""
+    if isinstance(mode, str) and mode.strip().lower() == "both":
+        return (PerfMode.COMP, PerfMode.DECOMP)
+    try:
+        return (parse_mode(mode),)
+    except ConfigError:
+        raise ConfigError(invalid("mode", mode, _MODES_HELP)) from None
+
+
+# -- the data: labels, objective values, inputs, split --------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """Everything training needs from one or more measurement sets, for one mode.
+
+    Attributes
+    ----------
+    mode
+        COMP or DECOMP: which speed the objective uses.
+    categories
+        The categories, in the order of the network's outputs.
+    tradeoffs
+        Shape ``(ntradeoffs,)``.
+    sources, chunks
+        Per chunk: the name of its measurement set and its index there, shape ``(nchunks,)``.
+    features
+        Raw ``(cratio feature, speed feature)`` per chunk, shape ``(nchunks, 2)``.
+    nbytes, cbytes, ctime, dtime
+        The measurements (see :meth:`Measurements.matrices`).
+    j
+        The objective of every (tradeoff, chunk, category), shape
+        ``(ntradeoffs, nchunks, ncategories)`` (:func:`btune_wrap.objective.objective_matrix`).
+    labels
+        The best category per (tradeoff, chunk): :func:`btune_wrap.objective.best_index` of ``j``.
+    """
+
+    mode: PerfMode
+    categories: tuple[Category, ...]
+    tradeoffs: np.ndarray
+    sources: np.ndarray
+    chunks: np.ndarray
+    features: np.ndarray
+    nbytes: np.ndarray
+    cbytes: np.ndarray
+    ctime: np.ndarray
+    dtime: np.ndarray
+    j: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def nchunks(self) -> int:
+        return len(self.chunks)
+
+    def regret(self, chosen: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Regret of choosing ``chosen[t, k]`` for chunk ``rows[k]`` at tradeoff ``t``.
+
+        ``chosen`` has shape ``(ntradeoffs, len(rows))``; ``rows`` defaults to every chunk.
+        """
+        rows = np.arange(self.nchunks) if rows is None else np.asarray(rows)
+        j = self.j[:, rows, :]
+        picked = np.take_along_axis(j, np.asarray(chosen)[..., None], axis=-1)[..., 0]
+        return regret(picked, j.max(axis=-1))
+
+
+def prepare(
+    measurements: Measurements | Sequence[Measurements],
+    mode: str | PerfMode,
+    tradeoffs: Sequence[float] = TRADEOFFS,
+) -> TrainingSet:
+    """Combine measurement sets and compute the objective and labels for ``mode``.
+
+    Parameters
+    ----------
+    measurements
+        One :class:`Measurements` or several measured with the same categories.
+    mode
+        ``"c"``/``"comp"`` or ``"d"``/``"decomp"``.
+    tradeoffs
+        Tradeoffs to label for. Default :data:`TRADEOFFS`.
+    """
+    perf_mode = parse_mode(mode)
+    sets = [measurements] if isinstance(measurements, Measurements) else list(measurements)
+    if not sets or not all(isinstance(m, Measurements) for m in sets):
+        raise InputError(
+            invalid("measurements", measurements, "a Measurements or a non-empty list of them")
+        )
+    first = sets[0]
+    for other in sets[1:]:
+        if other.categories != first.categories:
+            raise InputError(
+                f"measurements {other.name!r} and {first.name!r} were made with different "
+                f"category sets ({len(other.categories)} and {len(first.categories)} "
+                "categories): measure them with the same --categories"
+            )
+    parts = [m.matrices() for m in sets]
+    nbytes, cbytes, ctime, dtime = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    t = np.asarray(tradeoffs, dtype=np.float64)
+    j = objective_matrix(nbytes, cbytes, ctime, dtime, perf_mode, t)
+    return TrainingSet(
+        mode=perf_mode,
+        categories=first.categories,
+        tradeoffs=t,
+        sources=np.concatenate([np.full(m.nchunks, m.name, dtype=object) for m in sets]),
+        chunks=np.concatenate([m.chunks["chunk"].to_numpy(np.int64) for m in sets]),
+        features=np.concatenate([m.features() for m in sets]),
+        nbytes=nbytes,
+        cbytes=cbytes,
+        ctime=ctime,
+        dtime=dtime,
+        j=j,
+        labels=best_index(j),
+    )
+
+
+def split_chunks(nchunks: int, config: TrainConfig = TrainConfig()) -> dict[str, np.ndarray]:
+    """Seeded split of chunk indices into ``train``, ``validation`` and ``test`` (sorted).
+
+    Raises :class:`InputError` when there are too few chunks for three non-empty sides.
+    """
+    n_test = max(1, round(nchunks * config.test_fraction))
+    n_val = max(1, round((nchunks - n_test) * config.validation_fraction))
+    if nchunks < MIN_CHUNKS or nchunks - n_test - n_val < 1:
+        raise InputError(
+            invalid(
+                "measured chunks",
+                nchunks,
+                f"at least {MIN_CHUNKS} to split into training, validation and test chunks "
+                "(gather more chunks, e.g. a larger input or a higher --max-chunks)",
+            )
+        )
+    order = np.random.default_rng(config.seed).permutation(nchunks)
+    return {
+        "test": np.sort(order[:n_test]),
+        "validation": np.sort(order[n_test : n_test + n_val]),
+        "train": np.sort(order[n_test + n_val :]),
+    }
+
+
+def normalization(features: np.ndarray) -> tuple[Normalization, Normalization]:
+    """Mean/std of the cratio and speed features (a zero or non-finite std becomes 1)."""
+    norms = []
+    for col in range(2):
+        values = features[:, col]
+        mean, std = float(np.mean(values)), float(np.std(values))
+        if not math.isfinite(std) or np.float32(std) == 0:
+            std = 1.0
+        norms.append(Normalization(mean, std))
+    return norms[0], norms[1]
+
+
+def inputs(meta: ModelMeta, features: np.ndarray, tradeoffs: Sequence[float]) -> np.ndarray:
+    """Network inputs for every (tradeoff, chunk): float32 ``(ntradeoffs, nchunks, 3)``.
+
+    The features are normalized in float32 exactly as the plugin does (see
+    :meth:`Normalization.apply`); the tradeoff is the float32 value the plugin feeds.
+    """
+    t = np.asarray(tradeoffs, dtype=np.float32)
+    out = np.empty((len(t), len(features), 3), dtype=np.float32)
+    out[:, :, 0] = meta.cratio.apply(features[:, 0])
+    out[:, :, 1] = meta.speed.apply(features[:, 1])
+    out[:, :, 2] = t[:, None]
+    return out
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model for one mode and everything known about its training.
+
+    Attributes
+    ----------
+    mode
+        COMP (file ``model_comp.*``) or DECOMP (``model_decomp.*``).
+    model
+        The Keras model: float32 ``(n, 3)`` inputs -> ``(n, ncategories)`` softmax scores.
+    meta
+        The JSON the plugin reads (normalization and categories).
+    config
+        The training configuration.
+    data
+        The training set (labels, objective values, measurements).
+    split
+        Chunk indices into ``data`` per side: ``train``, ``validation``, ``test``.
+    history
+        Per epoch: ``loss``, ``val_loss``, ``accuracy``, ``val_accuracy``, ``val_regret``.
+    predictions
+        The category the model picks per (tradeoff, chunk), shape ``(ntradeoffs, nchunks)``.
+    scores
+        Per (split, tradeoff): top-1/top-3 accuracy and mean regret (see :func:`score_table`).
+    predicted
+        Per tradeoff: the most predicted categories and what they measured
+        (see :func:`predicted_table`).
+    elapsed
+        Seconds spent fitting.
+    """
+
+    mode: PerfMode
+    model: keras.Model
+    meta: ModelMeta
+    config: TrainConfig
+    data: TrainingSet
+    split: dict[str, np.ndarray]
+    history: dict[str, list[float]]
+    predictions: np.ndarray
+    scores: pd.DataFrame
+    predicted: pd.DataFrame
+    elapsed: float
+    best_epoch: int = 0
+
+    @property
+    def stem(self) -> str:
+        """``model_comp`` or ``model_decomp``."""
+        return model_stem(self.mode)
+
+    def scores_of(self, rows: np.ndarray) -> np.ndarray:
+        """The network's scores for float32 input rows ``(n, 3)`` -> ``(n, ncategories)``."""
+        return _predict(self.model, rows)
+
+    def report(self) -> dict[str, Any]:
+        """The training report as plain JSON-ready data."""
+        return {
+            "mode": self.mode.name.lower(),
+            "files": [f"{self.stem}.tflite", f"{self.stem}.json"],
+            "legend": [
+                [i, c.name, list(c.to_plugin())] for i, c in enumerate(self.meta.categories)
+            ],
+            "normalization": {k: v for k, v in self.meta.to_dict().items() if k != "categories"},
+            "config": asdict(self.config),
+            "chunks": {
+                side: [[str(self.data.sources[i]), int(self.data.chunks[i])] for i in idx]
+                for side, idx in self.split.items()
+            },
+            "epochs": len(self.history.get("loss", [])),
+            "best_epoch": self.best_epoch,
+            "elapsed_s": round(self.elapsed, 3),
+            "history": self.history,
+            "scores": self.scores.to_dict(orient="records"),
+            "predicted": self.predicted.to_dict(orient="records"),
+        }
+
+
+def _keras():
+    """Import Keras (TensorFlow backend) quietly; :class:`ConfigError` if it is missing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # The plugin's library is already loaded (btune_wrap.plugin does it on import), so the
+    # plugin can still load models in this process once TensorFlow is in.
+    try:
+        import keras
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"training needs TensorFlow and Keras ({exc}): install btune_wrap[train]"
+        ) from None
+    return keras
+
+
+def _predict(model: keras.Model, rows: np.ndarray) -> np.ndarray:
+    rows = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, 3)
+    out = model(rows, training=False)
+    return np.asarray(out)
+
+
+def _build(
+    keras, config: TrainConfig, ncategories: int, low: np.ndarray, high: np.ndarray
+) -> keras.Model:
+    """The network: the inputs clipped to the training range ``[low, high]`` (features never
+    seen in training are read as the nearest seen ones) with the speed feature zeroed unless
+    ``config.use_speed``, then the hidden ReLU layers and a softmax over the categories.
+
+    The clip is made of two fixed fully-connected layers, ``low + relu(x - low) -
+    relu(x - high)``, because the plugin's TFLite runtime crashes on MAXIMUM/MINIMUM ops.
+    """
+    low = np.asarray(low, dtype=np.float32)
+    high = np.maximum(np.asarray(high, dtype=np.float32), low)
+    mask = np.array([1, 1 if config.use_speed else 0, 1], dtype=np.float32)
+    eye = np.eye(3, dtype=np.float32)
+    inp = keras.Input(shape=(3,), dtype="float32", name="features")
+    excess = keras.layers.Dense(6, activation="relu", trainable=False, name="clip_excess")
+    clipped = keras.layers.Dense(3, trainable=False, name="clip")
+    x = clipped(excess(inp))
+    excess.set_weights([np.concatenate([eye, eye], axis=1), np.concatenate([-low, -high])])
+    clipped.set_weights([np.concatenate([eye, -eye], axis=0) * mask, low * mask])
+    for h in config.hidden:
+        x = keras.layers.Dense(h, activation="relu")(x)
+    out = keras.layers.Dense(ncategories, activation="softmax", name="scores")(x)
+    model = keras.Model(inp, out)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def _targets(data: TrainingSet, rows: np.ndarray, temperature: float) -> np.ndarray:
+    """Training targets for ``rows``: one-hot labels, or soft ones at ``temperature`` > 0."""
+    j = data.j[:, rows, :]
+    if temperature > 0:
+        z = (j - j.max(axis=-1, keepdims=True)) / temperature
+        p = np.exp(z)
+        p /= p.sum(axis=-1, keepdims=True)
+    else:
+        p = np.zeros_like(j)
+        np.put_along_axis(p, data.labels[:, rows, None], 1.0, axis=-1)
+    return p.reshape(-1, j.shape[-1]).astype(np.float32)
+
+
+def fit(
+    measurements: Measurements | Sequence[Measurements],
+    mode: str | PerfMode = "comp",
+    config: TrainConfig | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> TrainedModel:
+    """Train the model of one mode.
+
+    Parameters
+    ----------
+    measurements
+        One :class:`Measurements` or several (same categories), e.g. from
+        :func:`btune_wrap.measure.load_many`.
+    mode
+        ``"c"``/``"comp"`` or ``"d"``/``"decomp"``. Default ``"comp"``.
+    config
+        How to train; default :class:`TrainConfig()`.
+    progress
+        Called with one line per epoch (and a last summary line); ``None`` (default) is silent.
+
+    Raises
+    ------
+    InputError
+        Too few chunks to split, or measurement sets with different categories.
+    ConfigError
+        A bad mode, or TensorFlow is not installed.
+    """
+    config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(invalid("config", config, "a TrainConfig"))
+    data = prepare(measurements, mode, config.tradeoffs)
+    split = split_chunks(data.nchunks, config)
+    keras = _keras()
+    t_start = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    _deterministic()
+
+    norm_c, norm_s = normalization(data.features[split["train"]])
+    meta = ModelMeta(norm_c, norm_s, data.categories)
+    x_all = inputs(meta, data.features, data.tradeoffs)  # (nt, nchunks, 3)
+    x_train = x_all[:, split["train"]].reshape(-1, 3)
+    y_train = _targets(data, split["train"], config.temperature)
+    x_val = x_all[:, split["validation"]].reshape(-1, 3)
+    y_val = _targets(data, split["validation"], 0.0)
+
+    model = _build(keras, config, len(data.categories), x_train.min(0), x_train.max(0))
+    monitor = _epoch_callback(keras, data, split["validation"], x_val, config, progress)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_regret", mode="min", patience=config.patience, restore_best_weights=True
+    )
+    hist = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[monitor, stop],
+    )
+    elapsed = time.perf_counter() - t_start
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best_epoch = int(np.argmin(history["val_regret"])) + 1 if history.get("val_regret") else 0
+
+    scores = _predict(model, x_all).reshape(len(data.tradeoffs), data.nchunks, -1)
+    predictions = scores.argmax(axis=-1)
+    top3 = np.argsort(-scores, axis=-1, kind="stable")[..., :3]
+    trained = TrainedModel(
+        mode=data.mode,
+        model=model,
+        meta=meta,
+        config=config,
+        data=data,
+        split=split,
+        history=history,
+        predictions=predictions,
+        scores=score_table(data, split, predictions, top3),
+        predicted=predicted_table(data, predictions),
+        elapsed=elapsed,
+        best_epoch=best_epoch,
+    )
+    if progress is not None:
+        test = trained.scores[trained.scores["split"] == "test"]
+        progress(
+            f"{data.mode.name.lower()}: {len(history.get('loss', []))} epochs "
+            f"(best {best_epoch}) in {elapsed:.1f} s; test top-1 "
+            f"{test['top1'].mean():.1%}, mean regret {test['mean_regret'].mean():.2%}"
+        )
+    return trained
+
+
+def _deterministic() -> None:
+    """Deterministic TensorFlow ops (same seed -> same model); set once per process."""
+    import tensorflow as tf
+
+    with contextlib.suppress(AttributeError, RuntimeError):  # older TF
+        tf.config.experimental.enable_op_determinism()
+
+
+def _epoch_callback(keras, data, rows, x_val, config, progress):
+    """A Keras callback adding ``val_regret`` (mean over validation rows) to each epoch's logs,
+    and printing one line per epoch through ``progress``."""
+
+    class ValidationRegret(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            chosen = _predict(self.model, x_val).argmax(axis=-1)
+            chosen = chosen.reshape(len(data.tradeoffs), len(rows))
+            logs["val_regret"] = float(data.regret(chosen, rows).mean())
+            if progress is not None:
+                progress(
+                    f"{data.mode.name.lower()} epoch {epoch + 1:>3}/{config.epochs}: "
+                    f"loss {logs.get('loss', float('nan')):.4f} "
+                    f"val_loss {logs.get('val_loss', float('nan')):.4f} "
+                    f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
+                    f"val_regret {logs['val_regret']:.4f} "
+                    f"({time.perf_counter() - self._t0:.1f} s)"
+                )
+
+    return ValidationRegret()
+
+
+# -- scores -------------------------------------------------------------------------------
+
+
+def score_table(
+    data: TrainingSet,
+    split: dict[str, np.ndarray],
+    predictions: np.ndarray,
+    top3: np.ndarray,
+) -> pd.DataFrame:
+    """Per (split, tradeoff): ``chunks``, ``top1`` and ``top3`` accuracy, ``mean_regret`` and
+    ``max_regret`` of the model's choices, and ``fixed_regret``: the mean regret of always
+    choosing the one category that is best on average over the training chunks (a baseline).
+    """
+    import pandas as pd
+
+    best_fixed = np.argmax(data.j[:, split["train"], :].mean(axis=1), axis=-1)  # per tradeoff
+    records = []
+    for side in SPLITS:
+        rows = split[side]
+        labels = data.labels[:, rows]
+        reg = data.regret(predictions[:, rows], rows)
+        fixed = data.regret(np.repeat(best_fixed[:, None], len(rows), axis=1), rows)
+        in_top3 = (top3[:, rows, :] == labels[..., None]).any(axis=-1)
+        for ti, t in enumerate(data.tradeoffs):
+            records.append(
+                {
+                    "split": side,
+                    "tradeoff": float(t),
+                    "chunks": int(len(rows)),
+                    "top1": float(np.mean(predictions[ti, rows] == labels[ti])),
+                    "top3": float(np.mean(in_top3[ti])),
+                    "mean_regret": float(reg[ti].mean()),
+                    "max_regret": float(reg[ti].max()),
+                    "fixed_regret": float(fixed[ti].mean()),
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def predicted_table(data: TrainingSet, predictions: np.ndarray) -> pd.DataFrame:
+    """Per tradeoff, over every chunk: the :data:`TOP_PREDICTED` most predicted categories
+    (``first``, ``second``, ``third``: names, ``-`` if fewer were predicted) and their shares,
+    and the mean ``cratio``, ``cspeed_gbs`` and ``dspeed_gbs`` that the predicted categories
+    measured on their chunks (the tutorial's table)."""
+    import pandas as pd
+
+    names = [c.name for c in data.categories]
+    rows = np.arange(data.nchunks)
+    records = []
+    for ti, t in enumerate(data.tradeoffs):
+        chosen = predictions[ti]
+        counts = np.bincount(chosen, minlength=len(names))
+        order = np.argsort(-counts, kind="stable")[:TOP_PREDICTED]
+        rec: dict[str, object] = {"tradeoff": float(t)}
+        for rank, key in enumerate(("first", "second", "third")[:TOP_PREDICTED]):
+            idx = order[rank] if rank < len(order) else 0
+            hit = rank < len(order) and counts[idx] > 0
+            rec[key] = names[idx] if hit else "-"
+            rec[f"{key}_share"] = float(counts[idx] / data.nchunks) if hit else 0.0
+        rec["cratio"] = float(np.mean(data.nbytes / data.cbytes[rows, chosen]))
+        rec["cspeed_gbs"] = float(np.mean(data.nbytes / data.ctime[rows, chosen]) / 1e9)
+        rec["dspeed_gbs"] = float(np.mean(data.nbytes / data.dtime[rows, chosen]) / 1e9)
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+def tflite_bytes(trained: TrainedModel) -> bytes:
+    """The model converted to TFLite (float32, input ``[1, 3]``, output ``[1, ncategories]``)."""
+    _keras()
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(trained.model)
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its saved artifact
+        return converter.convert()
+
+
+def output_files(directory: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Every file :func:`export` writes for model ``stem`` in ``directory``."""
+    directory = Path(directory)
+    names = [f"{stem}.tflite", f"{stem}.json"] + [stem + s for s in REPORT_SUFFIXES]
+    return [directory / n for n in names]
+
+
+def check_output(
+    directory: str | os.PathLike[str],
+    modes: Sequence[PerfMode],
+    *,
+    force: bool = False,
+    existing_dir: bool = True,
+) -> None:
+    """Refuse (:class:`InputError`) to overwrite anything unless ``force``.
+
+    Parameters
+    ----------
+    directory
+        The output directory.
+    modes
+        The modes whose files will be written.
+    force
+        Overwrite freely. Default False.
+    existing_dir
+        True (default): an existing directory is fine as long as none of the files to write
+        are in it. False: an existing, non-empty directory is refused as a whole.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(invalid("output", str(directory), "a directory (it is a file)"))
+    if force or not directory.is_dir():
+        return
+    if not existing_dir and any(directory.iterdir()):
+        raise InputError(
+            f"output={str(directory)!r} already exists and is not empty: "
+            "choose another directory or pass --force to write the models into it"
+        )
+    clash = [p.name for m in modes for p in output_files(directory, model_stem(m)) if p.exists()]
+    if clash:
+        raise InputError(
+            f"output={str(directory)!r} already holds {', '.join(clash)}: "
+            "pass --force to overwrite them"
+        )
+
+
+def export(
+    trained: TrainedModel, directory: str | os.PathLike[str], *, force: bool = False
+) -> list[Path]:
+    """Write ``model_<mode>.tflite`` and ``.json`` and the training report into ``directory``.
+
+    The directory is created if needed; every file is written aside and renamed into place.
+    Unless ``force``, a file that already exists is refused (:class:`InputError`) before
+    anything is written. Returns the paths written.
+    """
+    check_output(directory, [trained.mode], force=force)
+    from . import report
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tfl, js, rep, hist_png, trade_png = output_files(directory, trained.stem)
+    model_bytes = tflite_bytes(trained)
+    write_bytes(tfl, model_bytes)
+    write_text(js, json.dumps(trained.meta.to_dict(), indent=1) + "\n")
+    write_text(rep, json.dumps(trained.report(), indent=1) + "\n")
+    title = f"{trained.stem} ({len(trained.meta.categories)} categories)"
+    report.plot_training_history(trained.history, hist_png, title=title)
+    report.plot_training_scores(trained.scores, trade_png, title=title)
+    return [tfl, js, rep, hist_png, trade_png]
+
+
+def format_report(trained: TrainedModel, *, legend: bool = True) -> str:
+    """The printed report: the most predicted categories per tradeoff, accuracy and regret per
+    tradeoff on training and test chunks, and (if ``legend``, the default) the legend."""
+    from . import report
+
+    name = trained.mode.name.lower()
+    parts = [
+        f"== {name}: most predicted categories per tradeoff (all {trained.data.nchunks} "
+        "chunks; mean cratio and speeds that the predicted categories measured)",
+        report.format_predicted(trained.predicted),
+        f"== {name}: accuracy and mean regret per tradeoff (regret = 1 - exp(J - J_best); "
+        "fixed: always the category best on average over the training chunks)",
+        report.format_training_scores(trained.scores),
+    ]
+    if legend:
+        parts += ["== legend (output index, category, plugin tuple)"]
+        parts += [report.format_legend(trained.meta.categories)]
+    return "\n\n".join(parts)
+
+
+def train_and_export(
+    meas_dirs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    mode: str | PerfMode = "both",
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    existing_dir: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainedModel]:
+    """Load measurement directories, train the model(s) of ``mode``, export into ``output``.
+
+    Everything is checked before training (mode, measurements, chunk count, output), and the
+    files are written only once every model is trained: a new ``output`` directory appears
+    whole (written aside, then renamed).
+
+    Parameters
+    ----------
+    meas_dirs
+        Measurement directories (``*.meas``), combined; same categories required.
+    output
+        The models directory.
+    mode
+        ``c``/``comp``, ``d``/``decomp`` or ``both`` (default).
+    config
+        How to train; default :class:`TrainConfig()`.
+    force
+        Overwrite existing files (and accept a non-empty directory). Default False.
+    existing_dir
+        Whether an existing non-empty ``output`` is acceptable when none of the files to write
+        are in it (see :func:`check_output`). Default True.
+    progress
+        Called with progress and report lines; ``None`` (default) is silent.
+    """
+    modes = parse_modes(mode)
+    config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(invalid("config", config, "a TrainConfig"))
+    loaded = load_many(list(meas_dirs))
+    split_chunks(sum(m.nchunks for m in loaded), config)
+    check_output(output, modes, force=force, existing_dir=existing_dir)
+    trained = [fit(loaded, m, config, progress=progress) for m in modes]
+    out = Path(output)
+    check_output(out, modes, force=force, existing_dir=existing_dir)
+    if out.exists():
+        for t in trained:
+            export(t, out, force=force)
+    else:
+        with atomic_dir(out) as tmp:
+            for t in trained:
+                export(t, tmp)
+    return trained
