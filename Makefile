@@ -1,13 +1,17 @@
 # Two commands on a fresh machine with Python 3 and make:
 #   make demo   create .venv (pinned) and run the tutorial end to end on built-in data
 #   make test   create .venv (pinned) and run lint + the test suite
+# CI also runs 'make test-newest': the Python engine on the newest blosc2 (a second venv).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo test lint format bench notebook lock clean
+.PHONY: venv demo test test-newest lint format bench notebook lock clean
+NEWEST       := .venv-newest
+NEWEST_STAMP := $(NEWEST)/.installed
+TEST_MODELS  := build/test-models
 
 venv: $(STAMP)
 
@@ -32,6 +36,19 @@ format: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The newest blosc2 (constraints-newest.txt): no TensorFlow, and the plugin is never called
+# there. The models it uses are trained first by the main environment.
+$(NEWEST_STAMP): pyproject.toml constraints-newest.txt
+	rm -rf $(NEWEST)
+	$(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt pip setuptools
+	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt -e . pytest
+	touch $(NEWEST_STAMP)
+
+test-newest: $(STAMP) $(NEWEST_STAMP)
+	$(BIN)/python -m tests.test_engines_newest $(TEST_MODELS)
+	BTUNE_WRAP_TEST_MODELS=$(TEST_MODELS) $(NEWEST)/bin/python -m pytest -q tests/test_engines_newest.py
+
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
@@ -46,4 +63,4 @@ lock:
 	@echo "review constraints.new, then move it over constraints.txt"
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(NEWEST) $(DEMO_DIR) build .pytest_cache

@@ -111,11 +111,21 @@ def plugin_support() -> PluginSupport:
     return check_versions(_installed("blosc2"), _installed("blosc2-btune"))
 
 
-def require_plugin() -> None:
-    """Raise :class:`PluginUnavailableError` unless the plugin can run here."""
+def require_plugin(*, models: bool = False) -> None:
+    """Raise :class:`PluginUnavailableError` unless the plugin can run here.
+
+    With ``models=True`` also refuse when TensorFlow was loaded before the plugin's library:
+    the plugin then dies with SIGSEGV as it loads a model.
+    """
     support = plugin_support()
     if not support:
         raise PluginUnavailableError(f"cannot use the Btune plugin: {support.reason}")
+    if models and TENSORFLOW_FIRST:
+        raise PluginUnavailableError(
+            "cannot use the Btune plugin with models in this process: TensorFlow was imported "
+            "before blosc2_btune, and the plugin would crash (SIGSEGV) loading the model; "
+            "import btune_wrap (or blosc2_btune) before tensorflow, or use engine='python'"
+        )
 
 
 def _installed(dist: str) -> str | None:
@@ -123,6 +133,14 @@ def _installed(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+#: Whether TensorFlow's libraries were loaded before the plugin's. In that order the plugin
+#: crashes (SIGSEGV) the first time it loads a model; in the other order both work. Importing
+#: btune_wrap therefore loads the plugin's library (``import blosc2_btune``) right away.
+TENSORFLOW_FIRST = "tensorflow" in sys.modules and "blosc2_btune" not in sys.modules
+if not TENSORFLOW_FIRST and plugin_support():
+    import blosc2_btune  # noqa: F401
 
 
 @functools.cache
@@ -181,13 +199,31 @@ def capture_c_output() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
+def implicit_tuner_off() -> Iterator[None]:
+    """Keep C-Blosc2 from switching Btune on for the super-chunks created in the block.
+
+    C-Blosc2 gives every new super-chunk the Btune tuner, whatever its cparams say, when
+    ``BTUNE_TRADEOFF`` is set in the environment (as the tutorial's scripts do). Code that
+    compresses with parameters of its own (the Python engine, measurements) must not get the
+    plugin behind its back: it would override those parameters, and on a blosc2 the plugin
+    does not support it kills the process. The variable is hidden for the block, then restored.
+    """
+    saved = os.environ.pop("BTUNE_TRADEOFF", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["BTUNE_TRADEOFF"] = saved
+
+
+@contextlib.contextmanager
 def plugin_environment(config: BtuneConfig) -> Iterator[None]:
     """Hand ``config`` to the plugin and keep the environment from overriding it.
 
     The plugin lets ``BTUNE_*`` variables win over programmatic settings, so they are removed
     for the duration of the block (``BTUNE_TRACE`` follows ``config.trace``) and restored after.
     """
-    require_plugin()
+    require_plugin(models=config.models_dir is not None)
     ensure_discovery()
     import blosc2_btune
 

@@ -525,6 +525,8 @@ def zeros_speed(nbytes: int) -> float:
 def _zeros_speed(nbytes: int) -> float:
     import blosc2
 
+    from .plugin import implicit_tuner_off
+
     zeros = np.zeros(nbytes, dtype=np.uint8)
 
     def cparams(nthreads: int) -> blosc2.CParams:
@@ -540,13 +542,15 @@ def _zeros_speed(nbytes: int) -> float:
         )
 
     # Warm python-blosc2's code path without starting any thread.
-    blosc2.SChunk(chunksize=nbytes, cparams=cparams(1)).append_data(zeros)
+    with implicit_tuner_off():
+        blosc2.SChunk(chunksize=nbytes, cparams=cparams(1)).append_data(zeros)
     clock = time.perf_counter_ns
     alive = []
     samples = []
     for _ in range(ZEROS_SPEED_REPEATS):
         # A fresh super-chunk has a fresh context: its threads start inside the timed call.
-        schunk = blosc2.SChunk(chunksize=nbytes, cparams=cparams(4))
+        with implicit_tuner_off():
+            schunk = blosc2.SChunk(chunksize=nbytes, cparams=cparams(4))
         t0 = clock()
         schunk.append_data(zeros)
         t1 = clock()

@@ -6,7 +6,11 @@ As in the Btune tutorial, the plugin is driven by the environment:
 
 writes ``rand_int_inference.b2nd`` (1e5 int64) and prints the plugin's banner and per-chunk
 trace table; ``-t`` writes the training file ``rand_int_training.b2nd`` (2e7 int64) instead.
-With no ``BTUNE_*`` variable set the array is written with blosc2's default parameters.
+With trained models (``BTUNE_MODELS_DIR=dir BTUNE_USE_INFERENCE=-1|0|N``) each chunk's
+parameters come from the model; ``--engine python`` makes the same decisions without the
+plugin (on any blosc2), ``--engine native`` insists on the plugin; by default the plugin is
+used where it can run. With no ``BTUNE_*`` variable set the array is written with blosc2's
+default parameters.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import sys
 import time
 
-from btune_wrap import BtuneConfig, BtuneWrapError, write_tuned
+from btune_wrap import BtuneConfig, BtuneWrapError
 from btune_wrap.atomic import atomic_path
 from btune_wrap.data import (
     RAND_INT_CHUNKS,
@@ -24,6 +28,7 @@ from btune_wrap.data import (
     RAND_INT_TRAINING_SIZE,
     rand_int,
 )
+from btune_wrap.infer import compress
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, help="random seed (default: fresh data)")
     p.add_argument("--output", help="output path (default: rand_int_{inference,training}.b2nd)")
+    p.add_argument(
+        "--engine",
+        choices=("native", "python"),
+        help="who applies Btune: the plugin (native) or the Python engine "
+        "(default: the plugin where it can run, else python)",
+    )
     return p.parse_args(argv)
 
 
@@ -53,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             raise BtuneWrapError(f"--chunks={args.chunks} is invalid: expected a positive integer")
         print(f"Creating data for {kind} purposes...", flush=True)
         data = rand_int(size, seed=args.seed)
-        use_btune = any(name.startswith("BTUNE_") for name in os.environ)
+        use_btune = args.engine is not None or any(n.startswith("BTUNE_") for n in os.environ)
         t0 = time.perf_counter()
         if use_btune:
             config = BtuneConfig.from_env()
-            arr, trace = write_tuned(data, config, urlpath=output, chunks=(args.chunks,), echo=True)
+            arr, trace = compress(
+                data, config, args.engine, urlpath=output, chunks=(args.chunks,), echo=True
+            )
         else:
             import blosc2
 
@@ -75,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if trace is not None and trace.rows:
         winner = trace.winners[-1] if trace.winners else trace.rows[-1]
         print(
-            f"Btune: {len(trace.rows)} steps, {len(trace.winners)} winners; last winner: "
+            f"Btune ({trace.engine} engine): {len(trace.rows)} steps, "
+            f"{len(trace.inferences)} inferences, {len(trace.winners)} winners; last winner: "
             f"{winner.codec} filter={winner.filter} split={winner.split} "
             f"clevel={winner.clevel} (cratio {winner.cratio:.2f}x)"
         )

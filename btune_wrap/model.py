@@ -1,0 +1,364 @@
+"""Loading a trained Btune model and running it with the LiteRT runtime.
+
+A models directory holds one model per performance mode, exactly as the Btune plugin reads it:
+``model_comp.{tflite,json}`` (modes COMP, BALANCED and AUTO) and ``model_decomp.{tflite,json}``
+(mode DECOMP). The JSON gives the mean/std used to normalize the two features and the
+categories in the order of the network's outputs; the ``.tflite`` maps
+``[[norm cratio, norm speed, tradeoff]]`` (float32, shape [1, 3]) to one score per category.
+
+:func:`load_model` validates both files against each other and returns a :class:`BtuneModel`
+whose :meth:`BtuneModel.choose` makes the plugin's decision for one chunk's features. The
+LiteRT interpreter is created once per model file (and reused across calls while the file is
+unchanged); TensorFlow is not needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .categories import Category
+from .config import PerfMode, Tradeoff
+from .errors import ModelError
+
+#: File stem of the model each performance mode uses (the plugin's rule: DECOMP uses the
+#: decompression model, every other mode the compression one).
+MODEL_STEMS = {
+    PerfMode.COMP: "model_comp",
+    PerfMode.BALANCED: "model_comp",
+    PerfMode.AUTO: "model_comp",
+    PerfMode.DECOMP: "model_decomp",
+}
+
+
+def model_stem(perf_mode: PerfMode | str) -> str:
+    """``"model_comp"`` or ``"model_decomp"``: the model files a performance mode reads."""
+    return MODEL_STEMS[PerfMode.parse(perf_mode)]
+
+
+def model_paths(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) -> tuple[Path, Path]:
+    """The ``(.tflite, .json)`` paths the plugin reads for ``perf_mode`` in ``models_dir``."""
+    stem = model_stem(perf_mode)
+    directory = Path(models_dir)
+    return directory / f"{stem}.tflite", directory / f"{stem}.json"
+
+
+def plugin_tradeoff(tradeoff: Tradeoff) -> float:
+    """The single tradeoff value the plugin feeds the network.
+
+    A float is used as is; for a ``(cratio, speed, quality)`` triple the plugin uses
+    ``cratio + quality / 2``. Computed in float32, as the plugin does.
+    """
+    if isinstance(tradeoff, tuple):
+        return float(np.float32(tradeoff[0]) + np.float32(tradeoff[2]) / np.float32(2))
+    return float(np.float32(tradeoff))
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Mean and standard deviation of one feature over the training set."""
+
+    mean: float
+    std: float
+
+    def apply(self, value: float) -> np.float32:
+        """``(value - mean) / std`` in float32, as the plugin computes it."""
+        return (np.float32(value) - np.float32(self.mean)) / np.float32(self.std)
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """The contents of a model's JSON file.
+
+    Parameters
+    ----------
+    cratio, speed
+        Normalization of the cratio and speed features.
+    categories
+        The categories, in the order of the network's outputs.
+    """
+
+    cratio: Normalization
+    speed: Normalization
+    categories: tuple[Category, ...]
+
+    @classmethod
+    def from_dict(cls, doc: object, source: str = "model JSON") -> ModelMeta:
+        """Validate a parsed JSON document; ``source`` names it in error messages."""
+        if not isinstance(doc, dict):
+            raise ModelError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+        norms = {}
+        for key in ("cratio", "speed"):
+            norms[key] = _read_norm(doc, key, source)
+        raw = doc.get("categories")
+        if not isinstance(raw, list) or not raw:
+            raise ModelError(
+                f"{source}: 'categories'={raw!r} is invalid: expected a non-empty list of "
+                "[codec, filter, clevel, splitmode]"
+            )
+        categories = []
+        for i, item in enumerate(raw):
+            try:
+                categories.append(Category.from_plugin(item))
+            except (ValueError, TypeError) as exc:
+                raise ModelError(f"{source}: categories[{i}]={item!r} is invalid: {exc}") from None
+        return cls(norms["cratio"], norms["speed"], tuple(categories))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ModelMeta:
+        """Read and validate a model's JSON file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ModelError(f"model metadata {str(path)!r} does not exist") from None
+        except OSError as exc:
+            raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"model metadata {str(path)!r} is not valid JSON: {exc}") from None
+        return cls.from_dict(doc, source=f"model metadata {str(path)!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document the plugin reads."""
+        return {
+            "cratio": {"mean": self.cratio.mean, "std": self.cratio.std},
+            "speed": {"mean": self.speed.mean, "std": self.speed.std},
+            "categories": [list(c.to_plugin()) for c in self.categories],
+        }
+
+
+def _read_norm(doc: dict, key: str, source: str) -> Normalization:
+    entry = doc.get(key)
+    expected = f"an object {{'mean': number, 'std': non-zero number}} under {key!r}"
+    if not isinstance(entry, dict):
+        raise ModelError(f"{source}: {key!r}={entry!r} is invalid: expected {expected}")
+    values = []
+    for name in ("mean", "std"):
+        v = entry.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ModelError(f"{source}: {key}.{name}={v!r} is invalid: expected a finite number")
+        values.append(float(v))
+    if np.float32(values[1]) == 0:
+        raise ModelError(
+            f"{source}: {key}.std={entry['std']!r} is invalid: expected a non-zero number"
+        )
+    return Normalization(*values)
+
+
+class ModelRunner:
+    """One LiteRT interpreter for one ``.tflite`` file, checked against a category count.
+
+    Parameters
+    ----------
+    path
+        The ``.tflite`` file.
+    ncategories
+        Number of outputs the network must have (the JSON's category count).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], ncategories: int) -> None:
+        self.path = Path(path)
+        self.ncategories = ncategories
+        if not self.path.is_file():
+            raise ModelError(f"model file {str(self.path)!r} does not exist")
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            interpreter = Interpreter(model_path=str(self.path), num_threads=1)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(
+                f"model file {str(self.path)!r} is not a loadable TFLite model: {exc}"
+            ) from None
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"model file {str(self.path)!r} has {len(inputs)} inputs and {len(outputs)} "
+                "outputs: expected one input and one output"
+            )
+        inp, out = inputs[0], outputs[0]
+        in_shape = tuple(int(s) for s in inp["shape"])
+        out_shape = tuple(int(s) for s in out["shape"])
+        if in_shape != (1, 3) or inp["dtype"] is not np.float32:
+            raise ModelError(
+                f"model file {str(self.path)!r} has input shape {list(in_shape)} "
+                f"({np.dtype(inp['dtype']).name}): expected [1, 3] float32 "
+                "(normalized cratio, normalized speed, tradeoff)"
+            )
+        if out_shape != (1, ncategories) or out["dtype"] is not np.float32:
+            raise ModelError(
+                f"model file {str(self.path)!r} has output shape {list(out_shape)} "
+                f"({np.dtype(out['dtype']).name}): expected [1, {ncategories}] float32, one "
+                f"score per category of its JSON ({ncategories} categories)"
+            )
+        self._interpreter = interpreter
+        self._in_index = inp["index"]
+        self._out_index = out["index"]
+        self._input = np.zeros((1, 3), dtype=np.float32)
+        self._lock = threading.Lock()
+        self._batch = None
+        self._batch_n = 0
+
+    def scores(self, cratio_norm: float, speed_norm: float, tradeoff: float) -> np.ndarray:
+        """The network's output for one input row (a copy, shape ``(ncategories,)``)."""
+        with self._lock:
+            x = self._input
+            x[0, 0] = cratio_norm
+            x[0, 1] = speed_norm
+            x[0, 2] = tradeoff
+            self._interpreter.set_tensor(self._in_index, x)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._out_index)[0].copy()
+
+    def predict_many(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`predict` for each row of a float32 ``(n, 3)`` array, in one network call.
+
+        The interpreter built for the file has batch size 1; a second one is kept for batches
+        (resized when ``n`` changes). The outputs are the same as row by row.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        n = rows.shape[0]
+        with self._lock:
+            if n == 1:
+                it, in_index, out_index = self._interpreter, self._in_index, self._out_index
+            else:
+                if self._batch is None or self._batch_n != n:
+                    from ai_edge_litert.interpreter import Interpreter
+
+                    if self._batch is None:
+                        self._batch = Interpreter(model_path=str(self.path), num_threads=1)
+                    self._batch.resize_tensor_input(self._in_index, [n, 3])
+                    self._batch.allocate_tensors()
+                    self._batch_n = n
+                it, in_index, out_index = self._batch, self._in_index, self._out_index
+            it.set_tensor(in_index, rows)
+            it.invoke()
+            out = it.get_tensor(out_index)
+        best = out.argmax(axis=1)
+        best[out[np.arange(n), best] <= -1.0] = 0
+        return best
+
+    def predict(self, cratio_norm: float, speed_norm: float, tradeoff: float) -> int:
+        """The index the plugin picks: the first score above all earlier ones, starting at -1.
+
+        This is an argmax except that, like the plugin, index 0 wins when no score exceeds -1.
+        """
+        out = self.scores(cratio_norm, speed_norm, tradeoff)
+        best = int(np.argmax(out))
+        return best if out[best] > -1.0 else 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a model decided for one chunk.
+
+    ``category`` is the index in the model's JSON; ``cratio_norm``/``speed_norm`` the
+    normalized features fed to the network; ``elapsed`` the seconds spent in the network.
+    """
+
+    category: int
+    cratio_norm: float
+    speed_norm: float
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class BtuneModel:
+    """A validated model for one performance mode: its metadata and its interpreter.
+
+    Build it with :func:`load_model`.
+    """
+
+    directory: Path
+    perf_mode: PerfMode
+    tflite_path: Path
+    json_path: Path
+    meta: ModelMeta
+    runner: ModelRunner
+
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        return self.meta.categories
+
+    def normalize(self, cratio: float, speed: float) -> tuple[np.float32, np.float32]:
+        """The two features, normalized with this model's mean/std (float32)."""
+        return self.meta.cratio.apply(cratio), self.meta.speed.apply(speed)
+
+    def choose(self, cratio: float, speed: float, tradeoff: float) -> int:
+        """The category index for a chunk with these raw features at ``tradeoff``.
+
+        ``tradeoff`` is the single value the network takes (see :func:`plugin_tradeoff`).
+        """
+        c, s = self.normalize(cratio, speed)
+        return self.runner.predict(float(c), float(s), tradeoff)
+
+    def choose_many(
+        self, cratios: Sequence[float], speeds: Sequence[float], tradeoff: float
+    ) -> np.ndarray:
+        """:meth:`choose` for many chunks in one network call; returns the indices (int64)."""
+        rows = np.empty((len(cratios), 3), dtype=np.float32)
+        rows[:, 0] = cratios
+        rows[:, 1] = speeds
+        rows[:, 0] -= np.float32(self.meta.cratio.mean)
+        rows[:, 0] /= np.float32(self.meta.cratio.std)
+        rows[:, 1] -= np.float32(self.meta.speed.mean)
+        rows[:, 1] /= np.float32(self.meta.speed.std)
+        rows[:, 2] = tradeoff
+        return self.runner.predict_many(rows)
+
+
+def load_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) -> BtuneModel:
+    """Load and validate the model ``perf_mode`` uses from ``models_dir``.
+
+    Parameters
+    ----------
+    models_dir
+        A directory with ``model_comp.{tflite,json}`` and/or ``model_decomp.{tflite,json}``.
+    perf_mode
+        COMP, BALANCED and AUTO read ``model_comp.*``, DECOMP reads ``model_decomp.*``.
+
+    Raises
+    ------
+    ModelError
+        The directory or a file is missing, the JSON is malformed or names unknown codec or
+        filter ids, or the network's input/output shapes do not match [1, 3] -> [1, ncategories].
+    """
+    mode = PerfMode.parse(perf_mode)
+    directory = Path(models_dir)
+    if not directory.is_dir():
+        raise ModelError(f"models_dir={str(directory)!r} is not a directory")
+    tflite_path, json_path = model_paths(directory, mode)
+    missing = [p.name for p in (tflite_path, json_path) if not p.is_file()]
+    if missing:
+        raise ModelError(
+            f"models_dir={str(directory)!r} lacks {' and '.join(missing)}: perf mode "
+            f"{mode.name} needs {tflite_path.name} and {json_path.name}"
+        )
+    meta, runner = _load_cached(
+        str(tflite_path.resolve()), _stamp(tflite_path), str(json_path.resolve()), _stamp(json_path)
+    )
+    return BtuneModel(directory, mode, tflite_path, json_path, meta, runner)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(
+    tflite: str, tflite_stamp: tuple[int, int], json_file: str, json_stamp: tuple[int, int]
+) -> tuple[ModelMeta, ModelRunner]:
+    meta = ModelMeta.load(json_file)
+    return meta, ModelRunner(tflite, len(meta.categories))

@@ -1,0 +1,404 @@
+"""Tuned compression with trained models: the plugin (native) and the Python engine.
+
+Real plugin, real LiteRT, real files. The models are trained once per session on a small real
+gather (the ``models_dir`` fixture of ``tests/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from btune_wrap import BtuneConfig, ModelError, plugin_support
+from btune_wrap.cli import main as cli_main
+from btune_wrap.data import rand_int
+from btune_wrap.infer import Engine, PythonEngine, compress, iter_chunk_buffers
+from btune_wrap.model import load_model, model_paths, plugin_tradeoff
+from btune_wrap.probe import chunk_features
+
+from . import test_engines_newest as newest
+from .conftest import ROOT, bare_path_env
+
+needs_plugin = pytest.mark.skipif(not plugin_support(), reason=plugin_support().reason)
+
+
+def _copy_models(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+# -- engines: choice and defaults ---------------------------------------------------------
+
+
+@needs_plugin
+def test_default_engine_is_native_where_the_plugin_runs(models_dir, clean_env):
+    assert Engine.parse(None) is Engine.NATIVE
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, trace=True)
+    arr, trace = compress(rand_int(20_000, seed=5), config, chunks=(5000,))
+    assert trace.engine == "native"
+    assert arr.shape == (20_000,)
+
+
+def test_engine_names():
+    assert Engine.parse("python") is Engine.PYTHON
+    assert Engine.parse(" Native ") is Engine.NATIVE
+    with pytest.raises(ValueError, match="engine='plugin' is invalid"):
+        Engine.parse("plugin")
+
+
+# -- use_inference: -1, 0, N --------------------------------------------------------------
+
+
+@needs_plugin
+@pytest.mark.parametrize("mode", ["COMP", "DECOMP"])
+def test_native_inference_every_chunk(models_dir, clean_env, mode):
+    data = rand_int(100_000, seed=7)
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode=mode, models_dir=models_dir, use_inference=-1, trace=True
+    )
+    arr, trace = compress(data, config, "native", chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert trace.engine == "native"
+    assert len(trace.inferences) == 20
+    # every table row carries the inference line printed before it, as data
+    assert [r.inference for r in trace.rows] == trace.inferences
+    model = load_model(models_dir, mode)
+    for row in trace.rows:
+        cat = model.categories[row.inference.category]
+        assert row.inference.codec == cat.to_plugin()[0]
+        assert row.filter == row.inference.filter
+        assert row.clevel == row.inference.clevel
+        assert row.inference.time_entropy > 0
+
+
+@needs_plugin
+@pytest.mark.parametrize("n", [3, 10])
+def test_native_inference_first_n_chunks_then_tweaks(models_dir, clean_env, n):
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=n, trace=True
+    )
+    arr, trace = compress(rand_int(100_000, seed=8), config, "native", chunks=(5000,))
+    assert len(trace.inferences) == n
+    assert all(r.inference is not None for r in trace.rows[:n])
+    assert all(r.inference is None for r in trace.rows[n:])
+    # the tweak starts from the most predicted category: codec and filter stay
+    counts = np.bincount([i.category for i in trace.inferences])
+    best = load_model(models_dir, "COMP").categories[int(np.argmax(counts))]
+    assert {(r.codec, r.filter) for r in trace.rows[n:]} == {
+        (best.codec.name.lower(), best.to_plugin()[1])
+    }
+
+
+@needs_plugin
+def test_native_use_inference_zero_runs_no_model(models_dir, clean_env):
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=0, trace=True
+    )
+    _, trace = compress(rand_int(60_000, seed=9), config, "native", chunks=(5000,))
+    assert trace.inferences == [] and trace.rows
+
+
+@pytest.mark.parametrize("mode", ["COMP", "DECOMP", "BALANCED"])
+def test_python_inference_every_chunk(models_dir, mode):
+    data = rand_int(60_000, seed=10)
+    config = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models_dir, use_inference=-1)
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert trace.engine == "python"
+    assert len(trace.rows) == 12 and all(r.state == "INFERENCE" for r in trace.rows)
+    assert [r.inference for r in trace.rows] == trace.inferences
+    model = load_model(models_dir, mode)
+    assert model.json_path.name == ("model_decomp.json" if mode == "DECOMP" else "model_comp.json")
+    for row in trace.rows:
+        cat = model.categories[row.inference.category]
+        assert (row.codec, row.filter, row.clevel) == (
+            cat.codec.name.lower(),
+            cat.to_plugin()[1],
+            cat.clevel,
+        )
+        assert row.inference.time_entropy > 0 and row.inference.time_inference > 0
+    # the rows describe the chunks really written
+    for i, row in enumerate(trace.rows):
+        nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(arr.schunk.get_chunk(i))
+        assert row.cratio == pytest.approx(nbytes / cbytes)
+
+
+@pytest.mark.parametrize("n", [3, 10])
+def test_python_inference_first_n_chunks_then_tweaks(models_dir, n):
+    data = rand_int(100_000, seed=11)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=n)
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert len(trace.inferences) == n
+    assert all(r.state == "INFERENCE" for r in trace.rows[:n])
+    assert all(r.inference is None for r in trace.rows[n:])
+    assert {r.state for r in trace.rows[n:]} <= {"TWEAK", "STOP"}
+    assert trace.rows[n].state == "TWEAK"
+    counts = np.bincount([i.category for i in trace.inferences])
+    start = load_model(models_dir, "COMP").categories[int(np.argmax(counts))]
+    # the tweak changes only clevel and split mode
+    for row in trace.rows[n:]:
+        assert (row.codec, row.filter) == (start.codec.name.lower(), start.to_plugin()[1])
+    # once tuning stops, the best parameters stay
+    stopped = [(r.codec, r.filter, r.clevel, r.split) for r in trace.rows if r.state == "STOP"]
+    assert len(set(stopped)) <= 1
+
+
+def test_python_use_inference_zero_tweaks_from_blosc2_defaults(tmp_path):
+    data = rand_int(60_000, seed=12)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", use_inference=0)  # no models needed
+    arr, trace = compress(data, config, "python", chunks=(5000,), max_tweaks=2)
+    np.testing.assert_array_equal(arr[:], data)
+    assert trace.inferences == []
+    assert {r.codec for r in trace.rows} == {"zstd"}
+    assert [r.state for r in trace.rows[:2]] == ["TWEAK", "TWEAK"]
+    assert {r.state for r in trace.rows[2:]} == {"STOP"}
+
+
+# -- the Python engine matches the plugin ------------------------------------------------
+
+
+@needs_plugin
+@pytest.mark.parametrize("mode", ["COMP", "DECOMP"])
+def test_python_engine_chooses_what_the_plugin_chooses(models_dir, clean_env, mode):
+    """Same model, same chunks: same category wherever the features are far from a boundary.
+
+    A chunk counts as far from a boundary when the model's choice does not change with the
+    speed feature halved or doubled and the cratio feature moved by 5%: timings differ from
+    run to run (and between C and Python), the cratio estimate does not.
+    """
+    rng = np.random.default_rng(13)
+    parts = [
+        rand_int(40_000, seed=14),
+        np.repeat(rng.integers(0, 1000, 4_000), 10),
+        np.cumsum(rng.integers(0, 3, 40_000)),
+        np.zeros(40_000, dtype=np.int64),
+        rng.integers(0, 2**62, 40_000),
+    ]
+    data = np.concatenate(parts).astype(np.int64)
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode=mode, models_dir=models_dir, use_inference=-1, trace=True
+    )
+    _, native = compress(data, config, "native", chunks=(5000,))
+    arr, python = compress(data, config, "python", chunks=(5000,))
+    model = load_model(models_dir, mode)
+    t = plugin_tradeoff(config.tradeoff)
+    nat = [i.category for i in native.inferences]
+    py = [r.inference.category for r in python.rows]
+    assert len(nat) == len(py) == arr.schunk.nchunks
+    robust = []
+    for i, buf in enumerate(iter_chunk_buffers(data, arr)):
+        f = chunk_features(buf, arr.schunk.typesize, arr.schunk.blocksize)
+        choices = {
+            model.choose(f.cratio * a, f.speed * b, t)
+            for a in (0.95, 1.0, 1.05)
+            for b in (0.5, 1.0, 2.0)
+        }
+        if len(choices) == 1:
+            robust.append(i)
+    assert len(robust) >= len(nat) // 2, "too few chunks far from a decision boundary"
+    disagree = [(i, nat[i], py[i]) for i in robust if nat[i] != py[i]]
+    assert not disagree, f"chunk, native, python: {disagree}"
+
+
+# -- round trips: every dtype family, 1-D to 3-D, edge chunks -----------------------------
+
+
+@pytest.mark.parametrize("dtype", newest.DTYPES, ids=str)
+def test_python_engine_round_trips_every_dtype(models_dir, tmp_path, dtype):
+    for shape, chunks, blocks in newest.SHAPES:
+        data = newest.make_data(shape, dtype)
+        config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir)
+        target = tmp_path / f"{len(shape)}d.b2nd"
+        arr, trace = compress(data, config, "python", urlpath=target, chunks=chunks, blocks=blocks)
+        back = blosc2.open(str(target))
+        assert back.dtype == data.dtype and back.shape == data.shape
+        np.testing.assert_array_equal(back[()], data)
+        assert len(trace.rows) == arr.schunk.nchunks
+
+
+# -- bad input: clear errors, nothing written ---------------------------------------------
+
+
+@pytest.fixture
+def bad_models(models_dir, tmp_path) -> Path:
+    return _copy_models(models_dir, tmp_path / "bad_models")
+
+
+def _assert_nothing_written(directory: Path, target: Path) -> None:
+    assert not target.exists()
+    assert not [p for p in directory.iterdir() if p.name.startswith(f".{target.name}")]
+
+
+@pytest.mark.parametrize("engine", ["python", pytest.param("native", marks=needs_plugin)])
+def test_missing_mode_files(bad_models, tmp_path, engine):
+    for f in model_paths(bad_models, "DECOMP"):
+        f.unlink()
+    target = tmp_path / "out.b2nd"
+    config = BtuneConfig(perf_mode="DECOMP", models_dir=bad_models)
+    with pytest.raises(ModelError, match=r"model_decomp\.tflite and model_decomp\.json.*DECOMP"):
+        compress(rand_int(20_000), config, engine, urlpath=target)
+    _assert_nothing_written(tmp_path, target)
+    # the COMP files are still there and used
+    compress(rand_int(20_000), config.replace(perf_mode="COMP"), engine, urlpath=target)
+    assert target.exists()
+
+
+def test_missing_models_dir(tmp_path):
+    config = BtuneConfig(models_dir=tmp_path / "nope")
+    with pytest.raises(ModelError, match="nope.*is not a directory"):
+        compress(rand_int(20_000), config, "python", urlpath=tmp_path / "out.b2nd")
+    with pytest.raises(ModelError, match="models_dir=None is invalid"):
+        compress(rand_int(20_000), BtuneConfig(), "python")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["categories"].__setitem__(3, [3, 1, 5, 2]), r"categories\[3\]=\[3, 1, 5, 2\]"),
+        (lambda d: d["categories"].__setitem__(0, [1, 7, 5, 2]), r"categories\[0\]=\[1, 7, 5, 2\]"),
+        (lambda d: d["categories"].__setitem__(0, [1, 1]), r"categories\[0\]=\[1, 1\]"),
+        (lambda d: d["speed"].__setitem__("std", 0), r"speed\.std=0 is invalid"),
+        (lambda d: d.pop("cratio"), r"'cratio'=None is invalid"),
+        (lambda d: d["categories"].pop(), r"output shape \[1, \d+\].*expected \[1, \d+\]"),
+    ],
+    ids=["codec", "filter", "tuple", "std", "cratio", "ncategories"],
+)
+def test_inconsistent_json(bad_models, tmp_path, edit, message):
+    _, json_path = model_paths(bad_models, "COMP")
+    doc = json.loads(json_path.read_text())
+    edit(doc)
+    json_path.write_text(json.dumps(doc))
+    target = tmp_path / "out.b2nd"
+    with pytest.raises(ModelError, match=message) as info:
+        compress(rand_int(20_000), BtuneConfig(models_dir=bad_models), "python", urlpath=target)
+    assert "model_comp" in str(info.value)
+    _assert_nothing_written(tmp_path, target)
+
+
+def test_not_a_tflite_file(bad_models, tmp_path):
+    tflite, _ = model_paths(bad_models, "COMP")
+    tflite.write_bytes(b"this is not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="not a loadable TFLite model"):
+        compress(rand_int(20_000), BtuneConfig(models_dir=bad_models), "python")
+
+
+def test_tflite_input_shape_must_be_1x3(bad_models, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    ncat = len(json.loads(model_paths(bad_models, "COMP")[1].read_text())["categories"])
+    model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(ncat)])
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    model_paths(bad_models, "COMP")[0].write_bytes(tflite)
+    target = tmp_path / "out.b2nd"
+    with pytest.raises(ModelError, match=r"input shape \[1, 4\].*expected \[1, 3\]"):
+        compress(rand_int(20_000), BtuneConfig(models_dir=bad_models), "python", urlpath=target)
+    _assert_nothing_written(tmp_path, target)
+
+
+# -- CLI and the tutorial script ----------------------------------------------------------
+
+
+def test_cli_compress(models_dir, tmp_path, capsys):
+    src = tmp_path / "in.npy"
+    data = rand_int(30_000, seed=15).reshape(300, 100)
+    np.save(src, data)
+    out = tmp_path / "out.b2nd"
+    args = [
+        "compress", str(src), str(out), "--tradeoff", "0.5", "--perf-mode", "decomp",
+        "--models", str(models_dir), "--engine", "python", "--use-inference", "2",
+    ]  # fmt: skip
+    assert cli_main(args) == 0
+    np.testing.assert_array_equal(blosc2.open(str(out))[()], data)
+    shown = capsys.readouterr().out
+    assert "python engine" in shown and "Inference category=" in shown
+
+    bad = tmp_path / "empty_models"
+    bad.mkdir()
+    out2 = tmp_path / "out2.b2nd"
+    assert cli_main([*args[:2], str(out2), "--models", str(bad), "--engine", "python"]) == 2
+    assert "model_comp.tflite and model_comp.json" in capsys.readouterr().err
+    assert not out2.exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "engine", "expect"),
+    [
+        ({"BTUNE_USE_INFERENCE": "-1", "BTUNE_PERF_MODE": "COMP"}, None, 20),
+        ({"BTUNE_USE_INFERENCE": "3", "BTUNE_PERF_MODE": "DECOMP"}, None, 3),
+        ({"BTUNE_USE_INFERENCE": "-1", "BTUNE_PERF_MODE": "DECOMP"}, "python", 20),
+    ],
+    ids=["comp-all-auto", "decomp-3-auto", "decomp-all-python"],
+)
+def test_tutorial_script(models_dir, tmp_path, env, engine, expect):
+    if engine is None and not plugin_support():
+        engine = "python"
+    full_env = bare_path_env(
+        BTUNE_TRADEOFF="0.5", BTUNE_TRACE="1", BTUNE_MODELS_DIR=str(models_dir), **env
+    )
+    cmd = [sys.executable, str(ROOT / "inference" / "rand_int.py"), "--seed", "1"]
+    if engine:
+        cmd += ["--engine", engine]
+    run = subprocess.run(cmd, cwd=tmp_path, env=full_env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("TRACE: Inference category=") == expect
+    assert "Performance Mode: " + env["BTUNE_PERF_MODE"] in run.stdout
+    assert (tmp_path / "rand_int_inference.b2nd").exists()
+    assert f"{expect} inferences" in run.stdout
+
+
+# -- object API -----------------------------------------------------------------------
+
+
+def test_engine_python_object_api(models_dir):
+    model = load_model(models_dir, "COMP")
+    engine = PythonEngine(BtuneConfig(models_dir=models_dir), model)
+    arr, trace = engine.write(rand_int(10_000, seed=1), chunks=(5000,))
+    assert arr.schunk.nchunks == 2 and len(trace.rows) == 2
+
+
+def test_environment_untouched(models_dir):
+    before = {k: v for k, v in os.environ.items() if k.startswith("BTUNE_")}
+    compress(rand_int(10_000), BtuneConfig(models_dir=models_dir), "python")
+    assert before == {k: v for k, v in os.environ.items() if k.startswith("BTUNE_")}
+
+
+@needs_plugin
+def test_tensorflow_loaded_before_the_plugin_is_refused_not_crashed(models_dir, tmp_path):
+    """TensorFlow's libraries loaded before the plugin's make it crash (SIGSEGV) on loading a
+    model: the native engine refuses instead, and importing btune_wrap first avoids it."""
+    script = (
+        "import sys\n"
+        "if sys.argv[1] == 'tf-first':\n"
+        "    import tensorflow\n"
+        "import numpy as np\n"
+        "from btune_wrap import BtuneConfig, PluginUnavailableError\n"
+        "from btune_wrap.infer import compress\n"
+        "import tensorflow\n"
+        "config = BtuneConfig(models_dir=sys.argv[2], trace=True)\n"
+        "try:\n"
+        "    arr, trace = compress(np.arange(50_000), config, 'native', chunks=(5000,))\n"
+        "except PluginUnavailableError as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "else:\n"
+        "    print('INFERENCES', len(trace.inferences))\n"
+    )
+    for order, expected in (("tf-first", "REFUSED"), ("btune-first", "INFERENCES 10")):
+        run = subprocess.run(
+            [sys.executable, "-c", script, order, str(models_dir)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=bare_path_env(),
+        )
+        assert run.returncode == 0, (order, run.returncode, run.stderr[-2000:])
+        assert expected in run.stdout, (order, run.stdout)
