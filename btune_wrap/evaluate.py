@@ -1,0 +1,855 @@
+"""Evaluation: how good a model is on measured data, next to the alternatives a user has.
+
+For every measured chunk and every tradeoff, five *methods* choose a category (codec, filter,
+clevel, split mode), and each choice is scored with the one objective of
+:mod:`btune_wrap.objective` (``J = t log(cratio) + (1 - t) log(speed)``):
+
+``oracle``
+    The best category measured on that chunk: the one of maximal ``J`` among every category
+    whose cost is known for the chunk (the measurement's set, plus any category another method
+    chose outside it, measured here). Its regret is 0 by construction and no method can beat it.
+``model``
+    The category the trained model picks from the chunk's features (the plugin's inference-time
+    features stored by the gather), run through LiteRT (:meth:`BtuneModel.choose_many`).
+``fixed_best``
+    The single measured category a user would pick after trying every one on the whole dataset
+    once: at each tradeoff, the category maximizing ``J`` of its dataset totals,
+    ``objective(sum nbytes / sum cbytes, sum nbytes / sum time, t)`` over all chunks of all
+    measurement directories (lowest index in the measured order on ties).
+``genetic``
+    The parameters the Btune plugin's genetic search settles on (the last winner of its trace)
+    when it writes the whole source at that tradeoff in this mode, used for every chunk. Only
+    where :func:`btune_wrap.plugin.plugin_support` allows the plugin; elsewhere the method is
+    absent and :attr:`Evaluation.notes` says why.
+``defaults``
+    blosc2's default compression parameters (``blosc2.CParams()``, i.e.
+    ``zstd-shuffle-autosplit-5``) with the measurement's typesize, blocksize and threads.
+
+A chosen category that the measurement holds is looked up in its tables; any other (blosc2's
+defaults, the genetic winner, model categories outside the measured set) is measured on the
+chunk itself with :func:`btune_wrap.measure.measure_cparams`, the gather's own routine, with
+the measurement's repeats and threads, so every method is compared on equal terms.
+
+Per tradeoff and method :class:`Evaluation` holds the mean regret against the oracle and the
+dataset totals: ``cratio = sum nbytes / sum cbytes``, throughputs ``sum nbytes / sum time``;
+the best method of a tradeoff is the one (oracle aside) of lowest mean regret.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .atomic import atomic_dir
+from .categories import Category, SplitMode
+from .config import BtuneConfig, PerfMode
+from .errors import ConfigError, InputError, ModelError, invalid
+from .objective import TRADEOFFS, best_index, objective, objective_matrix, parse_mode, regret
+
+if TYPE_CHECKING:
+    import blosc2
+    import pandas as pd
+
+    from .measure import Measurements
+    from .model import BtuneModel
+    from .sources import ChunkSource
+    from .trace import TraceRow
+
+#: Version of the layout :meth:`Evaluation.save` writes.
+EVAL_FORMAT = 1
+JSON_FILE = "evaluation.json"
+SUMMARY_FILE = "summary.csv"
+CHOICES_FILE = "choices.parquet"
+REGRET_PLOT = "regret.png"
+FRONTIER_PLOT = "frontier.png"
+
+
+class Method(str, Enum):
+    """The ways of choosing a chunk's category that an evaluation compares."""
+
+    ORACLE = "oracle"
+    MODEL = "model"
+    FIXED_BEST = "fixed_best"
+    GENETIC = "genetic"
+    DEFAULTS = "defaults"
+
+    @classmethod
+    def parse(cls, value: Method | str, field_name: str = "methods") -> Method:
+        """A member, or its value/name case-insensitively (``"fixed_best"``, ``"GENETIC"``)."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            for member in cls:
+                if member.value == key:
+                    return member
+        choices = ", ".join(m.value for m in cls)
+        raise ConfigError(invalid(field_name, value, f"one of {choices}"))
+
+
+#: Every method, in the order tables and plots show them.
+ALL_METHODS: tuple[Method, ...] = tuple(Method)
+
+#: Where a choice's cost comes from: the measurement's tables, or a measurement made here.
+FROM_GATHER = "gather"
+FROM_EVALUATE = "evaluate"
+
+
+@dataclass
+class Evaluation:
+    """The result of :func:`evaluate`: plain DataFrames and dicts.
+
+    Attributes
+    ----------
+    mode
+        ``PerfMode.COMP`` or ``PerfMode.DECOMP``: which speed the objective uses.
+    summary
+        One row per (tradeoff, method): ``tradeoff``, ``method``, ``mean_regret``,
+        ``max_regret``, ``cratio``, ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9
+        bytes), ``speed_gbs`` (the mode's one), ``choice`` (the category, or how many and the
+        most frequent), ``best`` (lowest mean regret of the tradeoff, oracle aside).
+    choices
+        One row per (dataset, chunk, tradeoff, method): ``dataset``, ``chunk``, ``tradeoff``,
+        ``method``, ``category``, ``nbytes``, ``cbytes``, ``ctime``, ``dtime``, ``j`` (the
+        objective), ``j_oracle``, ``regret`` and ``cost_from`` (``"gather"`` when looked up in
+        the measurement, ``"evaluate"`` when measured by the evaluation).
+    frontier
+        One row per measured category: ``category``, ``cratio``, ``cspeed_gbs``,
+        ``dspeed_gbs``, ``speed_gbs`` (totals over the dataset) and ``pareto`` (no other
+        category is as good in ratio and speed of this mode and better in one).
+    notes
+        ``{method: reason}`` for each requested method that could not be evaluated.
+    meta
+        What was evaluated: models, measurements, tradeoffs, versions, date.
+    """
+
+    mode: PerfMode
+    summary: pd.DataFrame
+    choices: pd.DataFrame
+    frontier: pd.DataFrame
+    notes: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def tradeoffs(self) -> tuple[float, ...]:
+        """The tradeoffs evaluated, in order."""
+        return tuple(float(t) for t in dict.fromkeys(self.summary["tradeoff"]))
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods present, in table order."""
+        return tuple(dict.fromkeys(self.summary["method"]))
+
+    def best_methods(self) -> dict[float, str]:
+        """``{tradeoff: method}``: the method of lowest mean regret, oracle aside."""
+        rows = self.summary[self.summary["best"]]
+        return {float(t): str(m) for t, m in zip(rows["tradeoff"], rows["method"], strict=True)}
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document :meth:`save` writes (NaN becomes ``null``)."""
+        return _clean_json(
+            {
+                "format": EVAL_FORMAT,
+                "mode": self.mode.name.lower(),
+                "meta": self.meta,
+                "notes": self.notes,
+                "best": {f"{t:g}": m for t, m in self.best_methods().items()},
+                "summary": self.summary.to_dict(orient="records"),
+                "frontier": self.frontier.to_dict(orient="records"),
+            }
+        )
+
+    def format(self) -> str:
+        """The printed table (see :func:`btune_wrap.report.format_evaluation`)."""
+        from .report import format_evaluation
+
+        return format_evaluation(self)
+
+    def save(self, directory: str | os.PathLike[str], *, force: bool = False) -> Path:
+        """Write ``evaluation.json``, ``summary.csv``, ``choices.parquet``, ``regret.png`` and
+        ``frontier.png`` into ``directory``, atomically (aside, then renamed).
+
+        Parameters
+        ----------
+        directory
+            The output directory; it must not exist unless ``force``.
+        force
+            Replace an existing directory. Default False.
+        """
+        from .report import plot_evaluation_frontier, plot_evaluation_regret
+
+        directory = check_output(directory, force=force)
+        with atomic_dir(directory) as tmp:
+            doc = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+            (tmp / JSON_FILE).write_text(doc + "\n")
+            self.summary.to_csv(tmp / SUMMARY_FILE, index=False)
+            self.choices.to_parquet(tmp / CHOICES_FILE, index=False)
+            title = self.meta.get("title", "")
+            plot_evaluation_regret(self.summary, tmp / REGRET_PLOT, title=title)
+            plot_evaluation_frontier(
+                self.frontier,
+                self.summary,
+                tmp / FRONTIER_PLOT,
+                mode=self.mode.name.lower(),
+                title=title,
+            )
+        return directory
+
+
+def check_output(directory: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """Refuse an output directory that exists (unless ``force``) or is not a directory.
+
+    Called before any work so that a bad ``--output`` fails at once; returns it as a Path.
+    """
+    path = Path(directory)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise InputError(invalid("output", str(path), "a directory path (it is a file)"))
+        if not force:
+            raise InputError(
+                invalid("output", str(path), "a directory that does not exist yet (or --force)")
+            )
+    return path
+
+
+# -- the evaluation ------------------------------------------------------------------------
+
+
+def evaluate(
+    models_dir: str | os.PathLike[str] | None,
+    meas_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    mode: str | PerfMode = "comp",
+    *,
+    tradeoffs: Sequence[float] = TRADEOFFS,
+    methods: Sequence[Method | str] = ALL_METHODS,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate a model on measured chunks against the oracle, fixed best, genetic and defaults.
+
+    Parameters
+    ----------
+    models_dir
+        A models directory holding the mode's model (``model_comp.*`` or ``model_decomp.*``);
+        may be ``None`` only when ``methods`` leaves out ``"model"``.
+    meas_dirs
+        One or more measurement directories (``btune gather``), made with one category set;
+        their sources must still be readable (defaults and genetic are measured on them).
+    mode
+        ``"comp"`` (default) or ``"decomp"``: the speed in the objective, the model used and
+        the genetic search's performance mode.
+    tradeoffs
+        Tradeoffs in [0, 1]. Default :data:`btune_wrap.objective.TRADEOFFS` (0, 0.1, ..., 1).
+    methods
+        Which methods to compare (the oracle is always included). Default all of
+        :class:`Method`.
+    progress
+        Show progress bars on stderr. Default True.
+
+    Raises
+    ------
+    ModelError
+        The models directory has no model for ``mode``, or it is invalid.
+    InputError
+        A measurement is incomplete, or its source is missing or changed since the gather.
+    ConfigError
+        Invalid ``mode``, ``tradeoffs`` or ``methods``.
+    """
+    import pandas as pd
+
+    from .measure import load_many
+
+    perf = parse_mode(mode)
+    tradeoffs = check_tradeoffs(tradeoffs)
+    wanted = _check_methods(methods)
+    model = None
+    if Method.MODEL in wanted:
+        if models_dir is None:
+            raise ModelError(invalid("models_dir", None, "a models directory (method 'model')"))
+        model = load_mode_model(models_dir, perf)
+    if isinstance(meas_dirs, (str, os.PathLike)):
+        meas_dirs = [meas_dirs]
+    meas_dirs = list(meas_dirs)
+    seen = [Path(d).resolve() for d in meas_dirs]
+    twice = sorted({str(d) for d in meas_dirs if seen.count(Path(d).resolve()) > 1})
+    if twice:
+        raise InputError(invalid("measurement directories", twice, "each directory once"))
+    datasets = [_Dataset(m) for m in load_many(meas_dirs)]
+    names = [ds.name for ds in datasets]
+    for ds in datasets:  # same directory names in different places: label them by path
+        if names.count(ds.name) > 1 and ds.meas.path is not None:
+            ds.name = str(ds.meas.path)
+    measured = datasets[0].meas.categories
+    catalog = _Catalog(measured)
+    notes: dict[str, str] = {}
+    genetic_info: list[dict[str, object]] = []
+    try:
+        # 1. every method's choice, as catalog ids; 2. the costs of the choices
+        picks = _choose(
+            model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress
+        )
+        for i, ds in enumerate(datasets):
+            ds.fill_costs(catalog, [p[i] for p in picks.values()], progress=progress)
+    finally:
+        for ds in datasets:
+            ds.close()
+
+    # 3. objective, oracle (the best known category of each chunk), regret
+    frames = []
+    for i, ds in enumerate(datasets):
+        j = objective_matrix(ds.nbytes, ds.cbytes, ds.ctime, ds.dtime, perf, tradeoffs)
+        known = np.where(np.isnan(j), -np.inf, j)
+        oracle = best_index(known)
+        j_oracle = np.take_along_axis(known, oracle[..., None], axis=-1)[..., 0]
+        frames.append(ds.frame(Method.ORACLE, oracle, j, j_oracle, tradeoffs, catalog))
+        for method in ALL_METHODS:
+            if method in picks:
+                frames.append(ds.frame(method, picks[method][i], j, j_oracle, tradeoffs, catalog))
+    choices = pd.concat(frames, ignore_index=True)
+    summary = summarize(choices, perf)
+    frontier = frontier_table(datasets_matrices(datasets), measured, perf)
+    meta = _meta(models_dir, model, datasets, perf, tradeoffs, wanted, genetic_info)
+    return Evaluation(perf, summary, choices, frontier, notes, meta)
+
+
+def _choose(
+    model: BtuneModel | None,
+    datasets: Sequence[_Dataset],
+    catalog: _Catalog,
+    perf: PerfMode,
+    tradeoffs: tuple[float, ...],
+    wanted: tuple[Method, ...],
+    notes: dict[str, str],
+    genetic_info: list[dict[str, object]],
+    progress: bool,
+) -> dict[Method, list[np.ndarray]]:
+    """Each method's choices: per dataset, catalog ids of shape (ntradeoffs, nchunks)."""
+    from .model import plugin_tradeoff
+    from .plugin import plugin_support
+
+    ntrade = len(tradeoffs)
+    picks: dict[Method, list[np.ndarray]] = {}
+    if model is not None:
+        model_ids = np.array([catalog.add(c) for c in model.categories])
+        picks[Method.MODEL] = []
+        for ds in datasets:
+            feats = ds.meas.features()
+            rows = [
+                model.choose_many(feats[:, 0], feats[:, 1], plugin_tradeoff(t)) for t in tradeoffs
+            ]
+            picks[Method.MODEL].append(model_ids[np.asarray(rows, dtype=np.int64)])
+    if Method.FIXED_BEST in wanted:
+        fixed = fixed_best(datasets_matrices(datasets), perf, tradeoffs)
+        picks[Method.FIXED_BEST] = [
+            np.repeat(fixed[:, None], ds.nchunks, axis=1) for ds in datasets
+        ]
+    if Method.GENETIC in wanted:
+        support = plugin_support()
+        if not support:
+            notes[Method.GENETIC.value] = f"not evaluated: {support.reason}"
+        else:
+            picks[Method.GENETIC] = []
+            for ds in datasets:
+                ids = np.empty((ntrade, ds.nchunks), dtype=np.int64)
+                array = np.asarray(ds.source().load_array())
+                for k, t in enumerate(_progress(tradeoffs, progress, f"genetic {ds.name}")):
+                    cat, row = genetic_choice(
+                        array,
+                        perf,
+                        t,
+                        chunks=ds.meas.meta.get("chunks"),
+                        blocks=ds.meas.meta.get("blocks"),
+                        nthreads=ds.nthreads,
+                    )
+                    ids[k] = catalog.add(cat)
+                    genetic_info.append(
+                        {
+                            "dataset": ds.name,
+                            "tradeoff": t,
+                            "category": cat.name,
+                            "cthreads": row.cthreads,
+                            "dthreads": row.dthreads,
+                            "trace_cratio": row.cratio,
+                        }
+                    )
+                picks[Method.GENETIC].append(ids)
+    if Method.DEFAULTS in wanted:
+        default_id = catalog.add(defaults_category())
+        picks[Method.DEFAULTS] = [
+            np.full((ntrade, ds.nchunks), default_id, dtype=np.int64) for ds in datasets
+        ]
+    return picks
+
+
+def check_tradeoffs(tradeoffs: Sequence[float]) -> tuple[float, ...]:
+    """Validate tradeoffs: a non-empty sequence (or array) of distinct numbers in [0, 1]."""
+    expected = "a non-empty sequence of distinct numbers in [0, 1]"
+    try:
+        items = [] if isinstance(tradeoffs, (str, bytes)) else list(tradeoffs)
+    except TypeError:
+        raise ConfigError(invalid("tradeoffs", tradeoffs, expected)) from None
+    numbers = (int, float, np.floating, np.integer)
+    ok = bool(items) and all(
+        not isinstance(t, bool) and isinstance(t, numbers) and 0.0 <= float(t) <= 1.0 for t in items
+    )
+    values = tuple(float(t) for t in items) if ok else ()
+    if not ok or len(set(values)) != len(values):
+        raise ConfigError(invalid("tradeoffs", tradeoffs, expected))
+    return values
+
+
+def _check_methods(methods: Sequence[Method | str]) -> tuple[Method, ...]:
+    if isinstance(methods, (str, Method)):
+        methods = [methods]
+    chosen = {Method.parse(m) for m in methods}
+    if not chosen - {Method.ORACLE}:
+        raise ConfigError(
+            invalid("methods", list(methods), "at least one method besides the oracle")
+        )
+    return tuple(m for m in ALL_METHODS if m in chosen or m is Method.ORACLE)
+
+
+def load_mode_model(models_dir: str | os.PathLike[str], mode: PerfMode) -> BtuneModel:
+    """The model ``mode`` uses in ``models_dir``; a clear :class:`ModelError` when it has none."""
+    from .model import load_model, model_paths
+
+    directory = Path(models_dir)
+    tflite, meta_json = model_paths(directory, mode)
+    if directory.is_dir() and not (tflite.is_file() and meta_json.is_file()):
+        present = [
+            m.name.lower()
+            for m in (PerfMode.COMP, PerfMode.DECOMP)
+            if all(p.is_file() for p in model_paths(directory, m))
+        ]
+        has = f"it has a model for {' and '.join(present)} only" if present else "it has none"
+        raise ModelError(
+            f"models_dir={str(directory)!r} has no model for mode {mode.name.lower()} "
+            f"({tflite.name} and {meta_json.name}): {has}; evaluate with the mode the models "
+            "were trained for, or train that mode"
+        )
+    return load_model(directory, mode)
+
+
+def defaults_category() -> Category:
+    """blosc2's default compression parameters as a category (``zstd-shuffle-autosplit-5``)."""
+    from .infer import default_category
+
+    return default_category()
+
+
+def trace_category(row: TraceRow) -> Category:
+    """The category of a row of the plugin's table (``split`` 1 = always, else never)."""
+    split = SplitMode.ALWAYS if row.split == 1 else SplitMode.NEVER
+    return Category(row.codec, row.filter, row.clevel, split)
+
+
+def genetic_choice(
+    array: np.ndarray,
+    mode: PerfMode,
+    tradeoff: float,
+    *,
+    chunks: Sequence[int] | None = None,
+    blocks: Sequence[int] | None = None,
+    nthreads: int | None = None,
+) -> tuple[Category, TraceRow]:
+    """Run the plugin's genetic search over ``array``; return its final choice.
+
+    The array is written in memory with Btune as the tuner (no models, ``tradeoff`` and
+    ``mode`` as given, trace on); the final choice is the last winner row of the trace (the
+    last row if no row won, as with chunks of special values). Returns the category and the row.
+    """
+    from .plugin import write_tuned
+
+    config = BtuneConfig(tradeoff=float(tradeoff), perf_mode=mode, trace=True)
+    _, trace = write_tuned(
+        array,
+        config,
+        chunks=tuple(chunks) if chunks else None,
+        blocks=tuple(blocks) if blocks else None,
+        nthreads=nthreads,
+    )
+    rows = trace.winners or trace.rows
+    if not rows:
+        raise InputError(
+            f"the Btune plugin printed no trace row for an array of shape {array.shape} "
+            f"(tradeoff {tradeoff}, mode {mode.name}): its genetic choice is unknown"
+        )
+    return trace_category(rows[-1]), rows[-1]
+
+
+def datasets_matrices(datasets: Sequence[_Dataset]) -> tuple[np.ndarray, ...]:
+    """``(nbytes, cbytes, ctime, dtime)`` of the measured categories, all datasets stacked."""
+    k = len(datasets[0].meas.categories)
+    return (
+        np.concatenate([ds.nbytes for ds in datasets]),
+        *(np.concatenate([getattr(ds, n)[:, :k] for ds in datasets]) for n in _COSTS),
+    )
+
+
+def totals(nbytes, cbytes, ctime, dtime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dataset totals per category (last axis): cratio, compression and decompression speed.
+
+    ``sum nbytes / sum cbytes`` and ``sum nbytes / sum time`` over the chunks (axis 0).
+    """
+    total = float(np.sum(nbytes))
+    return (
+        total / np.sum(cbytes, axis=0),
+        total / np.maximum(np.sum(ctime, axis=0), 1e-12),
+        total / np.maximum(np.sum(dtime, axis=0), 1e-12),
+    )
+
+
+def fixed_best(
+    matrices: tuple[np.ndarray, ...], mode: PerfMode, tradeoffs: Sequence[float]
+) -> np.ndarray:
+    """Index of the fixed-best category per tradeoff (see the module docstring).
+
+    ``matrices`` is ``(nbytes, cbytes, ctime, dtime)`` with one column per measured category.
+    """
+    cratio, cspeed, dspeed = totals(*matrices)
+    speed = dspeed if mode is PerfMode.DECOMP else cspeed
+    t = np.asarray(tradeoffs, dtype=np.float64)[:, None]
+    return best_index(objective(cratio[None], speed[None], t))
+
+
+def frontier_table(
+    matrices: tuple[np.ndarray, ...], categories: Sequence[Category], mode: PerfMode
+) -> pd.DataFrame:
+    """Dataset totals of each measured category and whether it is on the ratio/speed frontier."""
+    import pandas as pd
+
+    cratio, cspeed, dspeed = totals(*matrices)
+    speed = dspeed if mode is PerfMode.DECOMP else cspeed
+    better = (cratio[None, :] >= cratio[:, None]) & (speed[None, :] >= speed[:, None])
+    strictly = (cratio[None, :] > cratio[:, None]) | (speed[None, :] > speed[:, None])
+    dominated = (better & strictly).any(axis=1)
+    return pd.DataFrame(
+        {
+            "category": [c.name for c in categories],
+            "cratio": cratio,
+            "cspeed_gbs": cspeed / 1e9,
+            "dspeed_gbs": dspeed / 1e9,
+            "speed_gbs": speed / 1e9,
+            "pareto": ~dominated,
+        }
+    )
+
+
+def summarize(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
+    """Per (tradeoff, method): mean/max regret, dataset totals, the choice and the best method."""
+    import pandas as pd
+
+    order = {m.value: i for i, m in enumerate(ALL_METHODS)}
+    records = []
+    for (t, method), g in choices.groupby(["tradeoff", "method"], sort=False):
+        nbytes = float(g["nbytes"].sum())
+        counts = g["category"].value_counts()
+        if len(counts) == 1:
+            choice = str(counts.index[0])
+        else:
+            choice = f"{len(counts)} categories, mostly {counts.index[0]}"
+        cspeed = nbytes / max(float(g["ctime"].sum()), 1e-12)
+        dspeed = nbytes / max(float(g["dtime"].sum()), 1e-12)
+        records.append(
+            {
+                "tradeoff": float(t),
+                "method": method,
+                "mean_regret": float(g["regret"].mean()),
+                "max_regret": float(g["regret"].max()),
+                "cratio": nbytes / float(g["cbytes"].sum()),
+                "cspeed_gbs": cspeed / 1e9,
+                "dspeed_gbs": dspeed / 1e9,
+                "speed_gbs": (dspeed if mode is PerfMode.DECOMP else cspeed) / 1e9,
+                "choice": choice,
+            }
+        )
+    summary = pd.DataFrame.from_records(records)
+    summary["_order"] = summary["method"].map(order)
+    summary = summary.sort_values(["tradeoff", "_order"], ignore_index=True).drop(columns="_order")
+    summary["best"] = False
+    others = summary[summary["method"] != Method.ORACLE.value]
+    if len(others):
+        best_rows = others.groupby("tradeoff", sort=False)["mean_regret"].idxmin()
+        summary.loc[best_rows.to_numpy(), "best"] = True
+    return summary
+
+
+# -- internals -----------------------------------------------------------------------------
+
+_COSTS = ("cbytes", "ctime", "dtime")
+
+
+class _Catalog:
+    """Every category any method chose: the measured ones first, then the others."""
+
+    def __init__(self, measured: Sequence[Category]) -> None:
+        self.categories: list[Category] = list(measured)
+        self.nmeasured = len(self.categories)
+        self._index = {c: i for i, c in enumerate(self.categories)}
+
+    def add(self, category: Category) -> int:
+        if category not in self._index:
+            self._index[category] = len(self.categories)
+            self.categories.append(category)
+        return self._index[category]
+
+
+class _Dataset:
+    """One measurement directory with cost matrices over the catalog (NaN where unknown)."""
+
+    def __init__(self, meas: Measurements) -> None:
+        self.meas = meas
+        self.name = meas.name
+        self._check_complete()
+        nbytes, cbytes, ctime, dtime = meas.matrices()
+        self.nbytes = nbytes
+        self.cbytes, self.ctime, self.dtime = cbytes, ctime, dtime
+        self.from_gather = np.ones(cbytes.shape, dtype=bool)
+        self._source = None
+
+    @property
+    def nchunks(self) -> int:
+        return self.meas.nchunks
+
+    @property
+    def nthreads(self) -> int:
+        return int(self.meas.meta.get("nthreads") or 1)
+
+    @property
+    def repeats(self) -> int:
+        return int(self.meas.meta.get("repeats") or 1)
+
+    def _check_complete(self) -> None:
+        meta, where = self.meas.meta, f"measurements {self.name!r}"
+        n = self.meas.nchunks
+        if n == 0:
+            raise InputError(f"{where}: no chunk was measured")
+        expected = meta.get("measured_chunks")
+        if isinstance(expected, int) and expected != n:
+            raise InputError(
+                f"{where}: meta.json says {expected} chunks were measured but chunks.parquet "
+                f"holds {n}: the measurement lacks chunks (an interrupted gather? use --resume)"
+            )
+        ids = self.meas.chunks["chunk"].to_numpy()
+        total = meta.get("nchunks")
+        if isinstance(total, int) and ((ids < 0).any() or (ids >= total).any()):
+            raise InputError(
+                f"{where}: chunk ids {sorted(set(ids[(ids < 0) | (ids >= total)].tolist()))[:10]}"
+                f" are outside the source's {total} chunks"
+            )
+        if not np.isfinite(self.meas.features()).all():
+            raise InputError(f"{where}: chunks.parquet has missing features")
+
+    def close(self) -> None:
+        """Close the source, if it was opened."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def source(self) -> ChunkSource:
+        """The measured source, checked against the measurement's meta (opened once)."""
+        if self._source is None:
+            self._source = _open_source(self.meas)
+        return self._source
+
+    def fill_costs(self, catalog: _Catalog, picks: Sequence[np.ndarray], *, progress: bool):
+        """Grow the cost matrices to the catalog and measure the chosen unknown costs."""
+        from .measure import measure_cparams
+
+        n, k = self.cbytes.shape
+        extra = len(catalog.categories) - k
+        if extra > 0:
+            pad = np.full((n, extra), np.nan)
+            self.cbytes, self.ctime, self.dtime = (
+                np.hstack([getattr(self, name), pad]) for name in _COSTS
+            )
+            self.from_gather = np.hstack([self.from_gather, np.zeros((n, extra), dtype=bool)])
+        need = np.zeros(self.cbytes.shape, dtype=bool)
+        for ids in picks:
+            rows = np.broadcast_to(np.arange(n), ids.shape)
+            need[rows.ravel(), ids.ravel()] = True
+        need &= np.isnan(self.cbytes)
+        todo = np.flatnonzero(need.any(axis=1))
+        if not len(todo):
+            return
+        meta = self.meas.meta
+        typesize = int(meta["typesize"])
+        cparams: dict[tuple[int, int], blosc2.CParams] = {}
+        source = self.source()
+        chunk_ids = self.meas.chunks["chunk"].to_numpy()
+        for pos in _progress(todo, progress, f"measuring {self.name}"):
+            i = int(chunk_ids[pos])
+            buf = source.chunk(i)
+            if buf.nbytes != self.nbytes[pos]:
+                raise InputError(
+                    f"measurements {self.name!r}: chunk {i} of {meta.get('source')!r} now has "
+                    f"{buf.nbytes} bytes, {int(self.nbytes[pos])} when measured: the source "
+                    "changed since the gather (gather it again)"
+                )
+            blocksize = source.chunk_blocksize(i)
+            for col in np.flatnonzero(need[pos]):
+                key = (int(col), blocksize)
+                if key not in cparams:
+                    cparams[key] = catalog.categories[col].to_cparams(
+                        typesize=typesize, blocksize=blocksize, nthreads=self.nthreads
+                    )
+                m = measure_cparams(buf, cparams[key], repeats=self.repeats, nthreads=self.nthreads)
+                self.cbytes[pos, col], self.ctime[pos, col], self.dtime[pos, col] = (
+                    m.cbytes,
+                    m.ctime,
+                    m.dtime,
+                )
+
+    def frame(
+        self,
+        method: Method,
+        ids: np.ndarray,
+        j: np.ndarray,
+        j_oracle: np.ndarray,
+        tradeoffs: Sequence[float],
+        catalog: _Catalog,
+    ) -> pd.DataFrame:
+        """Long rows (tradeoff-major) for one method's choices ``ids`` (ntradeoffs, nchunks)."""
+        import pandas as pd
+
+        ntrade, n = ids.shape
+        rows = np.tile(np.arange(n), ntrade)
+        cols = ids.ravel()
+        names = np.array([c.name for c in catalog.categories], dtype=object)
+        j_chosen = np.take_along_axis(j, ids[..., None], axis=-1)[..., 0]
+        return pd.DataFrame(
+            {
+                "dataset": self.name,
+                "chunk": np.tile(self.meas.chunks["chunk"].to_numpy(np.int64), ntrade),
+                "tradeoff": np.repeat(np.asarray(tradeoffs, dtype=np.float64), n),
+                "method": method.value,
+                "category": names[cols],
+                "nbytes": self.nbytes[rows].astype(np.int64),
+                "cbytes": self.cbytes[rows, cols].astype(np.int64),
+                "ctime": self.ctime[rows, cols],
+                "dtime": self.dtime[rows, cols],
+                "j": j_chosen.ravel(),
+                "j_oracle": j_oracle.ravel(),
+                "regret": regret(j_chosen, j_oracle).ravel(),
+                "cost_from": np.where(self.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
+            }
+        )
+
+
+def _open_source(meas: Measurements) -> ChunkSource:
+    """Open the source a measurement was made from, with its chunk layout, and check it."""
+    from .sources import open_source
+
+    meta, where = meas.meta, f"measurements {meas.name!r}"
+    name = str(meta.get("source", ""))
+    fingerprint = meta.get("input") if isinstance(meta.get("input"), dict) else {}
+    candidates = []
+    if fingerprint.get("path"):
+        inner = fingerprint.get("inner")
+        candidates.append(str(fingerprint["path"]) + (f":{inner}" if inner else ""))
+    if name:
+        candidates.append(name)
+        if meas.path is not None and not Path(name).is_absolute():
+            candidates.append(str(meas.path.parent / name))
+    source = None
+    for candidate in candidates:
+        try:
+            source = open_source(candidate)
+            break
+        except InputError:
+            continue
+    if source is None:
+        raise InputError(
+            f"{where}: its source {name!r} cannot be opened; the evaluation measures blosc2's "
+            "defaults and the genetic choice on the data itself, so the source must be readable"
+        )
+    layout = {"chunks": meta.get("chunks"), "blocks": meta.get("blocks")}
+    if any(v is not None and list(v) != list(getattr(source, k)) for k, v in layout.items()):
+        source.close()
+        source = open_source(candidate, chunks=layout["chunks"], blocks=layout["blocks"])
+    checks = {
+        "shape": list(source.shape),
+        "chunks": list(source.chunks),
+        "blocks": list(source.blocks),
+        "typesize": int(source.typesize),
+        "nchunks": int(source.nchunks),
+    }
+    for key, value in checks.items():
+        recorded = meta.get(key)
+        if recorded is not None and recorded != value:
+            source.close()
+            raise InputError(
+                f"{where}: its source {candidate!r} now has {key}={value}, {recorded} when "
+                "measured: the source changed since the gather (gather it again)"
+            )
+    return source
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+
+
+def _meta(models_dir, model, datasets, mode, tradeoffs, methods, genetic_info) -> dict[str, object]:
+    from .plugin import plugin_support
+
+    names = ", ".join(ds.name for ds in datasets)
+    model_name = Path(models_dir).name if models_dir is not None else "-"
+    return {
+        "title": f"model {model_name!r} on {names} (mode {mode.name.lower()})",
+        "mode": mode.name.lower(),
+        "models_dir": str(Path(models_dir).resolve()) if models_dir is not None else None,
+        "model_categories": [c.name for c in model.categories] if model is not None else None,
+        "measurements": [
+            {
+                "name": ds.name,
+                "path": str(ds.meas.path.resolve()) if ds.meas.path is not None else None,
+                "source": ds.meas.meta.get("source"),
+                "chunks": ds.nchunks,
+                "repeats": ds.repeats,
+                "nthreads": ds.nthreads,
+            }
+            for ds in datasets
+        ],
+        "measured_categories": [c.name for c in datasets[0].meas.categories],
+        "tradeoffs": list(tradeoffs),
+        "methods": [m.value for m in methods],
+        "genetic": genetic_info,
+        "plugin": plugin_support().reason,
+        "versions": {d: _version(d) for d in ("btune_wrap", "blosc2", "blosc2-btune")},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _clean_json(value):
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
