@@ -61,19 +61,342 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the tutorial's main job on built-in data")
     p.add_argument("--output", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in data (default: 0)")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="train on the tutorial's full training file (4000 chunks) instead of 600",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.output, seed=args.seed)
+    run_demo(args.output, seed=args.seed, full=args.full)
     return 0
+
+
+# -- btune compress ------------------------------------------------------------------------
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(v <= 0 for v in shape):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers like 100,200")
+    return shape
+
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compress",
+        help="write a Blosc2 array with a trained model choosing each chunk's parameters",
+        description="Compress INPUT into OUTPUT (.b2nd) with the parameters a trained Btune "
+        "model chooses for each chunk, through the plugin (native) or the Python engine.",
+    )
+    p.add_argument("input", metavar="INPUT", help="input array (.b2nd, .npy, file.h5:/ds, Zarr)")
+    p.add_argument("output", metavar="OUTPUT", help="output .b2nd file (written atomically)")
+    p.add_argument("--models", required=True, help="models directory (model_comp.*, ...)")
+    p.add_argument("--tradeoff", type=float, default=0.5, help="0 = speed ... 1 = ratio (0.5)")
+    p.add_argument(
+        "--perf-mode",
+        choices=("comp", "decomp", "balanced"),
+        default="comp",
+        help="optimise compression or decompression speed, or both (default: comp)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("native", "python"),
+        help="the plugin (native) or the Python engine (default: the plugin where it can run)",
+    )
+    p.add_argument(
+        "--use-inference",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="-1: model on every chunk (default); N: first N chunks, then tweak; 0: no model",
+    )
+    p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
+    p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
+    p.add_argument("--nthreads", type=int, help="compression threads (default: blosc2's)")
+    p.add_argument("--quiet", action="store_true", help="do not print the per-chunk trace")
+    p.set_defaults(func=_cmd_compress)
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from .config import BtuneConfig
+    from .infer import compress
+
+    config = BtuneConfig(
+        tradeoff=args.tradeoff,
+        perf_mode=args.perf_mode,
+        models_dir=args.models,
+        use_inference=args.use_inference,
+        trace=not args.quiet,
+    )
+    arr, trace = compress(
+        args.input,
+        config,
+        args.engine,
+        urlpath=args.output,
+        chunks=args.chunks,
+        blocks=args.blocks,
+        nthreads=args.nthreads,
+        echo=not args.quiet,
+    )
+    print(
+        f"Wrote {args.output}: shape {arr.shape}, {arr.dtype}, {arr.schunk.nchunks} chunks, "
+        f"cratio {arr.schunk.cratio:.2f}x ({trace.engine} engine, "
+        f"{len(trace.inferences)} inferences)"
+    )
+    return 0
+
+
+# -- btune evaluate ------------------------------------------------------------------------
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="how good a model is on measured data, next to the oracle, defaults and genetic",
+        description="For every measured chunk and tradeoff 0, 0.1, ..., 1, compare the model's "
+        "choice with the best measured category (oracle), the single best category for the "
+        "whole dataset, genetic Btune and blosc2's defaults: mean regret, total ratio and "
+        "speeds. Prints a table; --output also writes JSON, CSV and plots.",
+    )
+    p.add_argument("models", metavar="MODELS_DIR", help="models directory (model_comp.*, ...)")
+    p.add_argument(
+        "meas", metavar="MEAS_DIR", nargs="+", help="measurement directories (btune gather)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=("comp", "decomp"),
+        default="comp",
+        help="speed that counts: compression or decompression (default: comp)",
+    )
+    p.add_argument(
+        "--output", metavar="DIR", help="write evaluation.json, summary.csv and plots here"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --output directory")
+    p.add_argument(
+        "--no-genetic", action="store_true", help="leave out genetic Btune (the slowest method)"
+    )
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import ALL_METHODS, Method, check_output, evaluate
+
+    if args.output is not None:
+        check_output(args.output, force=args.force)
+    methods = [m for m in ALL_METHODS if not (args.no_genetic and m is Method.GENETIC)]
+    evaluation = evaluate(args.models, args.meas, args.mode, methods=methods)
+    print(evaluation.format())
+    if args.output is not None:
+        out = evaluation.save(args.output, force=args.force)
+        print(f"Wrote {out}: {', '.join(sorted(f.name for f in out.iterdir()))}")
+    return 0
+
+
+# -- btune gather --------------------------------------------------------------------------
+
+
+def _add_gather(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gather",
+        help="measure the probe features and every category's cratio and speeds, per chunk",
+        description="Measure every chunk of PATH: the features the Btune plugin computes at "
+        "inference time, and the compressed size, compression and decompression times of "
+        "every category. Writes PATH.meas/ (meta.json, chunks.parquet, results.parquet), the "
+        "input of training.",
+    )
+    p.add_argument(
+        "path", metavar="PATH", help="input: .b2nd/.b2frame, .npy, file.h5:/dataset, Zarr array"
+    )
+    p.add_argument("--output", help="measurement directory (default: PATH.meas next to PATH)")
+    p.add_argument(
+        "--categories",
+        default="default",
+        help="'default' (the tutorial's 32), 'split' (the 64 with 'always split' variants) or "
+        "names like lz4-shuffle-nosplit-5,zstd-bitshuffle-nosplit-9 (default: default)",
+    )
+    p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
+    p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
+    p.add_argument("--max-chunks", type=int, metavar="N", help="measure only the first N chunks")
+    p.add_argument("--sample", type=int, metavar="N", help="measure N chunks drawn at random")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default: 0)")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timings per operation, best kept (default: 3)"
+    )
+    p.add_argument("--nthreads", type=int, default=1, help="codec threads (default: 1)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between checkpoints for --resume (default: 10)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue an interrupted gather from its checkpoint"
+    )
+    mode.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.set_defaults(func=_cmd_gather)
+
+
+def _cmd_gather(args: argparse.Namespace) -> int:
+    from .categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES
+    from .measure import gather, summarize
+
+    named = {"default": DEFAULT_CATEGORIES, "split": SPLIT_CATEGORIES}
+    text = args.categories.strip()
+    categories = named.get(text.lower()) or [n for n in text.split(",") if n.strip()]
+    try:
+        meas = gather(
+            args.path,
+            args.output,
+            categories=categories,
+            chunks=args.chunks,
+            blocks=args.blocks,
+            max_chunks=args.max_chunks,
+            sample=args.sample,
+            seed=args.seed,
+            repeats=args.repeats,
+            nthreads=args.nthreads,
+            resume=args.resume,
+            force=args.force,
+            progress=not args.quiet,
+            checkpoint_every=args.checkpoint_every,
+        )
+    except KeyboardInterrupt:
+        print(
+            "btune gather: the chunks measured so far are kept; run again with --resume to "
+            "continue",
+            file=sys.stderr,
+        )
+        raise
+    if args.quiet:
+        print(meas.path)
+        return 0
+    s = summarize(meas)
+    spent = f" in {s.elapsed:.1f} s" if s.elapsed is not None else ""
+    print(f"Wrote {meas.path}: {s.chunks} chunks x {s.categories} categories{spent}")
+    for label, win in (
+        ("best cratio", s.best_cratio),
+        ("fastest compression", s.best_cspeed),
+        ("fastest decompression", s.best_dspeed),
+    ):
+        print(f"  {label + ':':<23} {win.category} (best on {win.share:.0%} of the chunks)")
+    return 0
+
+
+# -- btune train (and training/training_chunk.py) ------------------------------------------
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train per-mode models from measurements; export them where the plugin looks",
+        description="Train the compression and/or decompression model on one or more "
+        "measurement directories (made by 'btune gather', combined) and write "
+        "model_comp.{tflite,json} / model_decomp.{tflite,json} into OUTPUT, with a training "
+        "report (model_<mode>.report.json and .png plots).",
+    )
+    p.add_argument("meas_dirs", nargs="+", metavar="MEAS_DIR", help="measurement directories")
+    p.add_argument("--output", required=True, help="models directory to create")
+    p.add_argument("--mode", default="both", help="comp (c), decomp (d) or both (default: both)")
+    p.add_argument(
+        "--force", action="store_true", help="write into an existing OUTPUT, replacing files"
+    )
+    _add_train_options(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    return _run_train(args, args.meas_dirs, existing_dir=False)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    hidden = ",".join(str(h) for h in d.hidden)
+    p.add_argument(
+        "--hidden", type=_shape, help=f"hidden layer sizes, e.g. 64,64 (default: {hidden})"
+    )
+    p.add_argument("--epochs", type=int, help=f"most epochs (default: {d.epochs})")
+    p.add_argument("--seed", type=int, help=f"seed of the split and weights (default: {d.seed})")
+    p.add_argument(
+        "--use-speed",
+        action="store_true",
+        help="let the network use the speed feature (default: cratio feature and tradeoff)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+
+
+def _run_train(args: argparse.Namespace, meas_dirs: Sequence[str], *, existing_dir: bool) -> int:
+    from .train import TrainConfig, format_report, train_and_export
+
+    given = {"hidden": args.hidden, "epochs": args.epochs, "seed": args.seed}
+    config = TrainConfig(
+        **{k: v for k, v in given.items() if v is not None}, use_speed=args.use_speed
+    )
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    trained = train_and_export(
+        meas_dirs,
+        args.output,
+        args.mode,
+        config,
+        force=args.force,
+        existing_dir=existing_dir,
+        progress=progress,
+    )
+    for i, t in enumerate(trained):
+        print()
+        print(format_report(t, legend=i == len(trained) - 1))
+    written = ", ".join(f"{t.stem}.tflite + .json" for t in trained)
+    print(f"\nWrote {written} (and their reports) to {args.output}")
+    return 0
+
+
+def training_chunk_main(argv: Sequence[str] | None = None) -> int:
+    """``training/training_chunk.py c|d MEAS_ROOT MEAS_DIR...``: the tutorial's training command.
+
+    MEAS_DIRs are relative to MEAS_ROOT; the models go to the current directory unless
+    ``--output``. Returns the exit code (2 for bad input).
+    """
+    p = argparse.ArgumentParser(
+        prog="training_chunk.py",
+        description="Train the Btune model of one mode ('c'ompression or 'd'ecompression) on "
+        "measurement directories; write model_comp.* or model_decomp.* (and the training "
+        "report) to the current directory.",
+    )
+    p.add_argument("mode", metavar="MODE", help="c (comp), d (decomp) or both")
+    p.add_argument("meas_root", metavar="MEAS_ROOT", help="directory the MEAS_DIRs are in")
+    p.add_argument("meas_dirs", nargs="+", metavar="MEAS_DIR", help="measurement directories")
+    p.add_argument("--output", default=".", help="models directory (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite existing model files")
+    _add_train_options(p)
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    dirs = [str(Path(args.meas_root) / d) for d in args.meas_dirs]
+    try:
+        return _run_train(args, dirs, existing_dir=True)
+    except BtuneWrapError as exc:
+        print(f"training_chunk.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("training_chunk.py: interrupted", file=sys.stderr)
+        return 130
 
 
 # -- entry point ---------------------------------------------------------------------------
 
-_SUBCOMMANDS = (_add_info, _add_demo)
+_SUBCOMMANDS = (_add_info, _add_demo, _add_compress, _add_evaluate, _add_gather, _add_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,48 @@
+"""`make demo` end to end, small: genetic tuning, gather, training, comparison table and plot."""
+
+from __future__ import annotations
+
+import blosc2
+import pandas as pd
+import pytest
+
+from btune_wrap import plugin_support
+from btune_wrap.demo import demo_methods, run_demo
+from btune_wrap.errors import InputError
+
+
+def test_demo_runs_the_tutorial_end_to_end(tmp_path, clean_env):
+    lines: list[str] = []
+    out = tmp_path / "demo"
+    result = run_demo(
+        out, training_chunks=40, eval_size=100_000, repeats=1, seed=3, log=lines.append
+    )
+    text = "\n".join(lines)
+    support = plugin_support()
+    if support:
+        # part 1: the plugin's table, parsed, and the tutorial's file
+        trace = result["genetic_trace"]
+        assert trace.rows and trace.winners
+        assert "winner" in text and "Final winner:" in text
+        assert blosc2.open(str(out / "rand_int_inference.b2nd")).shape == (100_000,)
+    else:
+        assert f"Genetic tuning skipped: {support.reason}" in text
+    # part 2: models the plugin reads
+    models = result["models_dir"]
+    for name in ("model_comp.tflite", "model_comp.json", "model_decomp.tflite"):
+        assert (models / name).stat().st_size > 0
+    # part 3: one row per method and tradeoff, as CSV and as a plot
+    table = pd.read_csv(result["table_path"])
+    methods = [m.label for m in demo_methods(bool(support))]
+    assert sorted(set(table["method"])) == sorted(methods)
+    assert len(table) == len(methods) * 3
+    assert (table["cratio"] > 1).all() and (table["cspeed_gbs"] > 0).all()
+    python_rows = table[table["kind"] == "python"]
+    assert set(python_rows["engine"]) == {"python"}
+    assert result["plot_path"].stat().st_size > 10_000
+    assert "t=0.5 ratio" in text
+
+
+def test_demo_refuses_too_few_training_chunks(tmp_path):
+    with pytest.raises(InputError, match="training_chunks=3 is invalid"):
+        run_demo(tmp_path / "demo", training_chunks=3, log=lambda _: None)
