@@ -27,21 +27,14 @@ import blosc2
 import numpy as np
 
 from btune_wrap import BtuneConfig, plugin_support
-from btune_wrap.data import rand_int
+from btune_wrap.data import mixed_int, rand_int
 from btune_wrap.infer import compress
 from btune_wrap.model import load_model
 
 
 def datasets(seed: int = 0) -> dict[str, np.ndarray]:
     """rand_int as in the tutorial, and a mix of smoother and repetitive int64 series."""
-    rng = np.random.default_rng(seed)
-    kinds = [
-        lambda n: rng.integers(0, 10_000, n),
-        lambda n: np.cumsum(rng.integers(-3, 4, n)),
-        lambda n: np.repeat(rng.integers(0, 1000, n // 16 + 1), 16)[:n],
-        lambda n: rng.integers(0, 2**40, n),
-    ]
-    mixed = np.concatenate([kinds[(i // 10) % 4](5000) for i in range(400)]).astype(np.int64)
+    mixed = mixed_int(400, run=10, seed=seed)
     return {"rand_int": rand_int(2_000_000, seed=seed + 1), "mixed": mixed}
 
 

@@ -38,22 +38,9 @@ import numpy as np
 
 from btune_wrap import measure
 from btune_wrap import train as tr
-from btune_wrap.data import rand_int
+from btune_wrap.data import mixed_int, rand_int
 
 TARGET = 0.05
-
-
-def mixed_data(nchunks: int, seed: int = 0) -> np.ndarray:
-    """Random integers (the tutorial's), a random walk, runs of 16 and large random integers,
-    one kind per chunk of 5000 int64, in turn."""
-    rng = np.random.default_rng(seed)
-    kinds = [
-        lambda n: rng.integers(0, 10_000, n),
-        lambda n: np.cumsum(rng.integers(-3, 4, n)),
-        lambda n: np.repeat(rng.integers(0, 1000, n // 16 + 1), 16)[:n],
-        lambda n: rng.integers(0, 2**40, n),
-    ]
-    return np.concatenate([kinds[i % 4](5000) for i in range(nchunks)]).astype(np.int64)
 
 
 def gathered(name: str, data: np.ndarray, out: Path) -> tuple[measure.Measurements, float]:
@@ -207,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     for name, data in (
         ("rand_int", rand_int(args.chunks * 5000, seed=0)),
-        ("mixed", mixed_data(args.mixed_chunks, seed=0)),
+        ("mixed", mixed_int(args.mixed_chunks, seed=0)),
     ):
         t0 = time.perf_counter()
         results[name] = end_to_end(name, data, out)

@@ -211,15 +211,20 @@ def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:
     if not paths:
         raise InputError(invalid("measurement directories", [], "at least one"))
     loaded = [Measurements.load(p) for p in paths]
-    first = loaded[0]
-    for other in loaded[1:]:
+    check_same_categories(loaded)
+    return loaded
+
+
+def check_same_categories(sets: Sequence[Measurements]) -> None:
+    """Refuse measurements made with different category sets (or orders) with InputError."""
+    first = sets[0]
+    for other in sets[1:]:
         if other.categories != first.categories:
             raise InputError(
                 f"measurements {other.name!r} and {first.name!r} were made with different "
                 f"category sets ({len(other.categories)} and {len(first.categories)} "
                 "categories): measure them with the same --categories"
             )
-    return loaded
 
 
 # -- measuring one chunk with one set of parameters -------------------------------------------

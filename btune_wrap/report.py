@@ -1,11 +1,33 @@
 """Tables and plots of btune_wrap's results (plain text, JSON-ready data and PNG files).
 
-Each stage keeps its functions together in its own section below. Plots use matplotlib's Agg
-backend (no display needed) and are written atomically; tables are pandas DataFrames, turned
+Each stage keeps its functions together in its own section below. Plots are bare matplotlib
+``Figure`` objects (no pyplot: no display needed, and no global backend switch that would turn
+off a notebook's inline plots), written atomically as PNG; tables are pandas DataFrames, turned
 into text with the ``format_*`` functions.
 """
 
 from __future__ import annotations
+
+
+def _figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A bare ``Figure`` (constrained layout) and its axes, as ``pyplot.subplots`` returns."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=kwargs.pop("figsize", None), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _save_png(fig, path, dpi: int = 110):
+    """Write ``fig`` to ``path`` as PNG, atomically; returns the path."""
+    from pathlib import Path
+
+    from .atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return path
+
 
 # -- evaluation (btune evaluate) -----------------------------------------------------------
 
@@ -82,15 +104,9 @@ def plot_evaluation_regret(summary, path, *, title: str = ""):
 
     ``summary`` is :attr:`Evaluation.summary`; the PNG is written atomically to ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import PercentFormatter
 
-    from .atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(9, 5.2), constrained_layout=True)
+    fig, ax = _figure(figsize=(9, 5.2))
     for method in dict.fromkeys(summary["method"]):
         rows = summary[summary["method"] == method].sort_values("tradeoff")
         color, marker = _EVAL_STYLE.get(method, ("#7f7f7f", "x"))
@@ -117,7 +133,7 @@ def plot_evaluation_regret(summary, path, *, title: str = ""):
         + (f"\n{title}" if title else ""),
         fontsize=11,
     )
-    return _save_figure(fig, path, atomic_path, plt)
+    return _save_png(fig, path)
 
 
 def plot_evaluation_frontier(
@@ -133,14 +149,8 @@ def plot_evaluation_frontier(
     """
     import math
 
-    import matplotlib
     import numpy as np
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from .atomic import atomic_path
 
     tradeoffs = sorted(summary["tradeoff"].unique())
     shown = [t for t in tradeoffs if any(abs(t - m) < 1e-9 for m in marked)]
@@ -149,9 +159,7 @@ def plot_evaluation_frontier(
     marks = summary[summary["tradeoff"].isin(shown)]
     zoom = _frontier_zoom(frontier, marks)
     ncols = 2 if zoom is not None else 1
-    fig, axes = plt.subplots(
-        1, ncols, figsize=(11 if ncols == 1 else 17, 7), constrained_layout=True, squeeze=False
-    )
+    fig, axes = _figure(1, ncols, figsize=(11 if ncols == 1 else 17, 7), squeeze=False)
     speed = "decompression" if mode == "decomp" else "compression"
     xs = np.log10(np.concatenate([frontier["speed_gbs"], marks["speed_gbs"]]))
     ys = np.concatenate([frontier["cratio"], marks["cratio"]])
@@ -181,7 +189,7 @@ def plot_evaluation_frontier(
         + (f"\n{title}" if title else ""),
         fontsize=11,
     )
-    return _save_figure(fig, path, atomic_path, plt)
+    return _save_png(fig, path)
 
 
 def _frontier_zoom(frontier, marks):
@@ -285,43 +293,7 @@ def _draw_frontier(ax, frontier, marks, spans: tuple[float, float]) -> None:
             )
 
 
-def _save_figure(fig, path, atomic_path, plt):
-    from pathlib import Path
-
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return path
-
-
 # -- training (btune_wrap.train) -----------------------------------------------------------
-
-
-def _train_pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _train_save_png(fig, path):
-    from pathlib import Path
-
-    from .atomic import atomic_path
-
-    plt = _train_pyplot()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return path
 
 
 def format_predicted(predicted) -> str:
@@ -390,8 +362,7 @@ def plot_training_history(history, path, *, title: str = ""):
     """
     import numpy as np
 
-    plt = _train_pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    fig, axes = _figure(1, 3, figsize=(14, 4))
     panels = [
         ("loss", ("loss", "val_loss")),
         ("top-1 accuracy", ("accuracy", "val_accuracy")),
@@ -407,14 +378,13 @@ def plot_training_history(history, path, *, title: str = ""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Training history {title}".strip())
-    return _train_save_png(fig, path)
+    return _save_png(fig, path, dpi=100)
 
 
 def plot_training_scores(scores, path, *, title: str = ""):
     """Save top-1/top-3 accuracy and mean regret per tradeoff (train, validation, test) as a
     PNG; returns the path. ``scores`` is :attr:`btune_wrap.train.TrainedModel.scores`."""
-    plt = _train_pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    fig, axes = _figure(1, 2, figsize=(12, 4.2))
     styles = {"train": "--", "validation": ":", "test": "-"}
     for side, style in styles.items():
         rows = scores[scores["split"] == side]
@@ -435,4 +405,4 @@ def plot_training_scores(scores, path, *, title: str = ""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Scores per tradeoff {title}".strip())
-    return _train_save_png(fig, path)
+    return _save_png(fig, path, dpi=100)

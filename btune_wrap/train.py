@@ -45,7 +45,7 @@ from .atomic import atomic_dir, write_bytes, write_text
 from .categories import Category
 from .config import PerfMode
 from .errors import ConfigError, InputError, invalid
-from .measure import Measurements, load_many
+from .measure import Measurements, check_same_categories, load_many
 from .model import ModelMeta, Normalization, model_stem
 from .objective import TRADEOFFS, best_index, objective_matrix, parse_mode, regret
 
@@ -259,14 +259,8 @@ def prepare(
         raise InputError(
             invalid("measurements", measurements, "a Measurements or a non-empty list of them")
         )
+    check_same_categories(sets)
     first = sets[0]
-    for other in sets[1:]:
-        if other.categories != first.categories:
-            raise InputError(
-                f"measurements {other.name!r} and {first.name!r} were made with different "
-                f"category sets ({len(other.categories)} and {len(first.categories)} "
-                "categories): measure them with the same --categories"
-            )
     parts = [m.matrices() for m in sets]
     nbytes, cbytes, ctime, dtime = (np.concatenate([p[i] for p in parts]) for i in range(4))
     t = np.asarray(tradeoffs, dtype=np.float64)

@@ -45,19 +45,11 @@ TRAINING_CHUNKS = 240
 
 
 def training_data(nchunks: int = TRAINING_CHUNKS, seed: int = 0):
-    """Mixed int64 data, one kind per chunk of 5000 (the tutorial's random integers, a random
-    walk, runs of 16 repeats, large random integers), so the models have choices to make."""
-    import numpy as np
+    """Mixed int64 data, one kind per chunk of 5000 (:func:`btune_wrap.data.mixed_int`), so
+    the models have choices to make."""
+    from btune_wrap.data import mixed_int
 
-    rng = np.random.default_rng(seed)
-    kinds = [
-        lambda n: rng.integers(0, 10_000, n),
-        lambda n: np.cumsum(rng.integers(-3, 4, n)),
-        lambda n: np.repeat(rng.integers(0, 1000, n // 16 + 1), 16)[:n],
-        lambda n: rng.integers(0, 2**40, n),
-    ]
-    parts = [kinds[i % len(kinds)](5000) for i in range(nchunks)]
-    return np.concatenate(parts).astype(np.int64)
+    return mixed_int(nchunks, seed=seed)
 
 
 def build_training_meas(
