@@ -406,9 +406,10 @@ def test_features_match_the_plugin(tmp_path) -> None:
     # Identical up to the grid's resolution (6e-4).
     assert max(abs(t - o.cratio) for t, o in zip(theirs, ours, strict=True)) <= 0.75 * std
 
-    # The speed feature is a timing: only its scale can be compared (measured: the plugin's
-    # median is 1.0-1.3x ours on this data). Ours is measured in a fresh process too, as the
-    # plugin's is: the zeros-speed reference depends on what a process did before.
+    # The speed feature is a timing: only its scale can be compared (measured on an idle
+    # machine: the plugin's median is 1.0-1.3x ours on this data). Ours is measured in a fresh
+    # process too, as the plugin's is: the zeros-speed reference depends on what a process
+    # did before.
     speed_dir = tmp_path / "speed"
     speed_dir.mkdir()
     lo, hi = 0.0, 100.0
@@ -422,4 +423,7 @@ def test_features_match_the_plugin(tmp_path) -> None:
         check=True,
     )
     ratio = statistics.median(theirs) / statistics.median(json.loads(child.stdout))
-    assert 0.5 < ratio < 2.0
+    # Two processes timed one after the other on a shared 2-core machine: under load either
+    # can be slowed several times (seen: 3.96 while another test suite ran). The band still
+    # catches a wrong unit or reference (those are off by orders of magnitude).
+    assert 0.25 < ratio < 4.0
