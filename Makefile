@@ -53,7 +53,7 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 notebook: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt jupyterlab
+	$(BIN)/python -m pip install -q -c constraints.txt jupyterlab==4.6.6
 	$(BIN)/jupyter lab notebooks/
 
 lock:
