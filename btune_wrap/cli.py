@@ -396,7 +396,8 @@ def training_chunk_main(argv: Sequence[str] | None = None) -> int:
 
 # -- entry point ---------------------------------------------------------------------------
 
-_SUBCOMMANDS = (_add_info, _add_demo, _add_compress, _add_evaluate, _add_gather, _add_train)
+#: In the order of the data's way: measure, train, use, evaluate; then the whole tutorial.
+_SUBCOMMANDS = (_add_info, _add_gather, _add_train, _add_compress, _add_evaluate, _add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
