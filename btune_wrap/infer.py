@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -57,7 +58,7 @@ from .errors import ConfigError, InputError, ModelError, PluginUnavailableError,
 from .model import BtuneModel, load_model, plugin_tradeoff
 from .objective import objective
 from .plugin import implicit_tuner_off, plugin_support, require_plugin, write_tuned
-from .probe import MIN_CHUNK_NBYTES, ProbeFeatures, chunk_features
+from .probe import MIN_CHUNK_NBYTES, ChunkProbe, ProbeFeatures
 from .trace import Banner, InferenceLine, Trace, TraceRow
 
 if TYPE_CHECKING:
@@ -251,13 +252,14 @@ class ChunkCompressor:
         self.cparams = cparams
         with implicit_tuner_off():
             self._schunk = blosc2.SChunk(chunksize=chunk_nbytes, cparams=cparams)
+        sc = self._schunk
+        self._append, self._get, self._delete = sc.append_data, sc.get_chunk, sc.delete_chunk
 
     def compress(self, buf: np.ndarray) -> bytes:
         """The compressed chunk for ``buf`` (a contiguous buffer of one chunk's bytes)."""
-        sc = self._schunk
-        sc.append_data(buf)
-        chunk = sc.get_chunk(0)
-        sc.delete_chunk(0)
+        self._append(buf)
+        chunk = self._get(0)
+        self._delete(0)
         return chunk
 
     def timed(self, buf: np.ndarray, repeats: int, decompress: bool) -> tuple[bytes, float, float]:
@@ -340,6 +342,7 @@ class _Slot:
     codec: str
     filter: int
     split: int
+    clevel: int
     plugin: tuple[int, int, int, int]
 
 
@@ -409,12 +412,16 @@ class PythonEngine:
         if data.dtype.hasobject:
             raise InputError(invalid("array.dtype", str(data.dtype), "a dtype without objects"))
         kwargs: dict[str, object] = {}
-        if chunks is not None:
-            kwargs["chunks"] = tuple(chunks)
-        if blocks is not None:
-            kwargs["blocks"] = tuple(blocks)
         if nthreads is not None:
             kwargs["cparams"] = {"nthreads": nthreads}
+        kwargs["chunks"], kwargs["blocks"] = _layout(
+            data.shape,
+            data.dtype.str,
+            None if chunks is None else tuple(int(c) for c in chunks),
+            None if blocks is None else tuple(int(b) for b in blocks),
+            nthreads,
+            repr(sorted(blosc2.cparams_dflts.items())),
+        )
         with contextlib.ExitStack() as stack:
             if urlpath is not None:
                 tmp = stack.enter_context(atomic_path(urlpath))
@@ -437,6 +444,28 @@ class PythonEngine:
         return _Run(self, arr).fill(data)
 
 
+@functools.lru_cache(maxsize=64)
+def _layout(
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...] | None,
+    blocks: tuple[int, ...] | None,
+    nthreads: int | None,
+    defaults: str,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The chunk and block shapes ``blosc2.empty`` picks for these arguments, computed once.
+
+    Without ``blocks``, blosc2 compresses an 8 MB buffer of zeros to get a blocksize hint on
+    every call, which costs as much as writing a few MB; the result depends only on the
+    arguments and on blosc2's default parameters (``defaults``, their ``repr``).
+    """
+    import blosc2
+
+    kwargs = {} if nthreads is None else {"cparams": {"nthreads": nthreads}}
+    got = blosc2.compute_chunks_blocks(shape, chunks, blocks, np.dtype(dtype), **kwargs)
+    return tuple(int(c) for c in got[0]), tuple(int(b) for b in got[1])
+
+
 class _Run:
     """The state of one :meth:`PythonEngine.fill`: per-category slots, counts, the trace."""
 
@@ -451,9 +480,20 @@ class _Run:
         self.update_chunk = schunk.update_chunk
         self.slots: dict[Category, _Slot] = {}
         model = engine.model
+        #: The slot of each of the model's categories, by index, once used.
+        self._by_index: list[_Slot | None] = [None] * (len(model.categories) if model else 0)
         self.counts = np.zeros(len(model.categories) if model else 0, dtype=np.int64)
         self.last: Category | None = None
+        self._probe: ChunkProbe | None = None
+        if self.chunk_nbytes >= MIN_CHUNK_NBYTES:
+            # Validated once for all chunks (all have the same padded size); a layout the probe
+            # refuses leaves every chunk without features (see _features).
+            with contextlib.suppress(InputError):
+                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize)
         self.trace = Trace(engine="python")
+        #: Rows written by _write, completed by _finish_rows: (row index, step, slot, nbytes,
+        #: cbytes, ctime, state, inference); their scores are computed in one call.
+        self._pending: list[tuple] = []
         self.trace.banners.append(
             Banner(
                 version="btune_wrap python engine",
@@ -488,15 +528,22 @@ class _Run:
             done += len(batch)
 
         tweak: _Tweak | None = None
+        final: _Slot | None = None  # the best parameters, once the tweak is over
         for step, buf in enumerate(buffers, start=done):
+            if final is not None:
+                self._write(step, buf, final, RowState.STOP, None)
+                continue
             if tweak is None:
                 start = _most_predicted(model, self.counts) or default_category()
                 tweak = _Tweak(start, trials_left=engine.max_tweaks)
             cand = tweak.next_candidate()
             if cand is None:
-                self._write(step, buf, self._slot(tweak.best), RowState.STOP, None)
+                # Nothing is left to try: the best stays the best from now on.
+                final = self._slot(tweak.best)
+                self._write(step, buf, final, RowState.STOP, None)
             else:
                 self._tweak_step(step, buf, tweak, cand)
+        self._finish_rows()
         if engine.config.trace:
             self.trace.raw = format_trace(self.trace)
         return self.trace
@@ -514,6 +561,7 @@ class _Run:
                 codec=cat.codec.name.lower(),
                 filter=plugin[1],
                 split=1 if cat.splitmode == SplitMode.ALWAYS else 0,
+                clevel=cat.clevel,
                 plugin=plugin,  # type: ignore[arg-type]
             )
         return slot
@@ -522,15 +570,15 @@ class _Run:
         """Probe each chunk, run the network once for all, write each chunk."""
         model = self.engine.model
         assert model is not None
-        typesize, blocksize = self.typesize, self.blocksize
+        probe = self._probe
         perf = time.perf_counter
         if first == 0:
             # One untimed probe first, so that one-off costs (compilation, the zeros-speed
             # reference) do not distort the first chunk's speed feature.
             for buf in batch:
-                if _features(buf, typesize, blocksize) is not None:
+                if _features(buf, probe) is not None:
                     break
-        feats = [_features(buf, typesize, blocksize) for buf in batch]
+        feats = [_features(buf, probe) for buf in batch]
         probed = [f for f in feats if f is not None]
         choices: list[int] = []
         t_share = 0.0
@@ -542,15 +590,19 @@ class _Run:
             t_share = (perf() - t0) / len(probed)
         it = iter(choices)
         categories = model.categories
+        by_index, counts, inferences = self._by_index, self.counts, self.trace.inferences
+        write = self._write
         for k, (buf, feat) in enumerate(zip(batch, feats, strict=True)):
             if feat is None:
                 # No usable features (see _features): go on with the latest choice.
                 cat = self.last or _most_predicted(model, self.counts) or default_category()
-                self._write(first + k, buf, self._slot(cat), RowState.STOP, None)
+                write(first + k, buf, self._slot(cat), RowState.STOP, None)
                 continue
             index = next(it)
-            self.counts[index] += 1
-            slot = self._slot(categories[index])
+            counts[index] += 1
+            slot = by_index[index]
+            if slot is None:
+                slot = by_index[index] = self._slot(categories[index])
             self.last = slot.category
             plugin = slot.plugin
             inference = InferenceLine(
@@ -562,8 +614,8 @@ class _Run:
                 time_entropy=feat.elapsed,
                 time_inference=t_share,
             )
-            self.trace.inferences.append(inference)
-            self._write(first + k, buf, slot, RowState.INFERENCE, inference)
+            inferences.append(inference)
+            write(first + k, buf, slot, RowState.INFERENCE, inference)
 
     def _write(
         self,
@@ -577,11 +629,49 @@ class _Run:
         chunk = slot.compressor.compress(buf)
         ctime = time.perf_counter() - t0
         self.update_chunk(step, chunk)
-        nbytes = buf.nbytes
-        score = math.nan if self.engine.decompress else self._score(nbytes, len(chunk), ctime, 0.0)
-        self.trace.rows.append(
-            self._row(step, slot, score, nbytes, len(chunk), state, "-", inference)
+        rows = self.trace.rows
+        self._pending.append(
+            (len(rows), step, slot, buf.nbytes, len(chunk), ctime, state.value, inference)
         )
+        rows.append(None)  # type: ignore[arg-type]  # the row, once scored
+
+    def _finish_rows(self) -> None:
+        """Score the rows :meth:`_write` left pending (in one objective call), and fill them in.
+
+        The score is the objective of the chunk's cratio and compression speed (NaN in DECOMP
+        and BALANCED modes, where the write does not time decompression).
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if self.engine.decompress:
+            scores = np.full(len(pending), math.nan)
+        else:
+            columns = list(zip(*pending, strict=True))
+            nbytes, cbytes, ctime = (np.array(columns[k], dtype=np.float64) for k in (3, 4, 5))
+            scores = objective(
+                nbytes / cbytes, nbytes / np.maximum(ctime, 1e-9), self.engine.tradeoff
+            )
+        rows = self.trace.rows
+        nthreads, special = self.nthreads, _MAX_OVERHEAD + self.typesize
+        for (index, step, slot, nb, cb, _, state, inference), score in zip(
+            pending, scores.tolist(), strict=True
+        ):
+            rows[index] = TraceRow(
+                step=step,
+                codec=slot.codec,
+                filter=slot.filter,
+                split=slot.split,
+                clevel=slot.clevel,
+                cthreads=nthreads,
+                dthreads=nthreads,
+                score=score,
+                cratio=nb / cb,
+                state=state,
+                readapt="",
+                winner="S" if cb <= special else "-",
+                inference=inference,
+            )
 
     def _row(
         self,
@@ -658,17 +748,18 @@ class _Run:
         )
 
 
-def _features(buf: np.ndarray, typesize: int, blocksize: int) -> ProbeFeatures | None:
+def _features(buf: np.ndarray, probe: ChunkProbe | None) -> ProbeFeatures | None:
     """The chunk's features, or ``None`` where the plugin has none to infer from.
 
-    That is a chunk under ``MIN_CHUNK_NBYTES`` (the plugin skips inference) and the layouts
-    :func:`btune_wrap.probe.chunk_features` refuses (blocks too small for the plugin's
-    instrumentation, a short leftover block the probe fails on).
+    ``probe`` is the run's :class:`~btune_wrap.probe.ChunkProbe`, ``None`` where the layout
+    gives no features: chunks under ``MIN_CHUNK_NBYTES`` (the plugin skips inference), blocks
+    too small for the plugin's instrumentation. A chunk whose short leftover block the probe
+    fails on has none either.
     """
-    if buf.nbytes < MIN_CHUNK_NBYTES:
+    if probe is None:
         return None
     try:
-        return chunk_features(buf, typesize, blocksize)
+        return probe(buf)
     except InputError:
         return None
 
@@ -694,13 +785,25 @@ def iter_chunk_buffers(data: np.ndarray, arr: blosc2.NDArray) -> Iterator[np.nda
     """Each chunk of ``data`` as the bytes (1-D uint8) blosc2 hands to the codecs for ``arr``.
 
     Blocks follow one another inside the chunk, edge chunks and blocks are padded, as
-    :func:`btune_wrap.sources.chunk_buffer` lays them out.
+    :func:`btune_wrap.sources.chunk_buffer` lays them out. Whole chunks of 1-D C-contiguous
+    data whose blocks divide the chunk are that layout already: they come as views of ``data``
+    (no copy).
     """
     from .sources import chunk_buffer
 
-    for i in range(arr.schunk.nchunks):
-        buf = chunk_buffer(data, i, arr.chunks, arr.blocks)
-        yield np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    chunks, blocks = tuple(arr.chunks), tuple(arr.blocks)
+    nchunks = arr.schunk.nchunks
+    # A whole 1-D chunk whose blocks divide it is a plain slice of contiguous data: a view.
+    step = chunks[0] if len(chunks) == 1 and chunks[0] % blocks[0] == 0 else 0
+    full = data.shape[0] // step if step and data.ndim == 1 and data.flags.c_contiguous else 0
+    raw = data.view(np.uint8) if full else None
+    nbytes = step * data.itemsize
+    for i in range(nchunks):
+        if i < full:
+            yield raw[i * nbytes : (i + 1) * nbytes]
+        else:
+            buf = chunk_buffer(data, i, chunks, blocks)
+            yield np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
 
 
 # -- text rendering -----------------------------------------------------------------------

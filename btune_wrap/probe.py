@@ -446,60 +446,99 @@ def chunk_features(
         features (see the module documentation).
     """
     buf = _as_bytes(chunk)
-    nbytes = int(buf.size)
-    typesize = _check_int("typesize", typesize, 1)
-    blocksize = _check_int("blocksize", blocksize, 1)
-    if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
-        expected = (
-            f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
-            "(the plugin skips inference on smaller chunks)"
-        )
-        raise InputError(invalid("chunk nbytes", nbytes, expected))
-    bs = effective_blocksize(nbytes, typesize, blocksize)
-    nblocks = -(-nbytes // bs)
-    if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:
-        expected = (
-            f"at least {INSTR_BYTES_PER_BLOCK} bytes per block on average (got {nblocks} "
-            f"blocks for {nbytes} bytes with typesize={typesize}): below that the plugin's "
-            "instrumentation does not fit and it reads raw chunk bytes as features"
-        )
-        raise InputError(invalid("blocksize", blocksize, expected))
-    _warm_up()
-    primed = nbytes in _PRIMED
-    zs = zeros_speed(nbytes)
-    kernel = _block_kernel
-    if not primed:
-        # Right after the process's first probe or a zeros-speed measurement the first few
-        # blocks run several times slower (cold caches, threads being torn down); the plugin
-        # shows the same on its first chunk. Run untimed passes so they don't skew features.
-        for _ in range(_PRIMING_PASSES):
-            for j in range(nblocks):
-                kernel(buf, j * bs, min(bs, nbytes - j * bs))
-        _PRIMED.add(nbytes)
-    clock = time.perf_counter_ns
-    ratios = np.empty(nblocks, dtype=np.float32)
-    times = np.empty(nblocks, dtype=np.int64)
-    failed = False
-    t_start = clock()
-    for j in range(nblocks):
-        start = j * bs
-        n = min(bs, nbytes - start)
-        t0 = clock()
-        ratio = kernel(buf, start, n)
-        t1 = clock()
-        ratios[j] = ratio
-        times[j] = t1 - t0
-        failed |= ratio < 0
-    if failed:
-        n_last = nbytes - (nblocks - 1) * bs
-        expected = (
-            f"a size whose leftover block is longer than 12 bytes or a run (blocksize={bs} "
-            f"leaves {n_last} bytes that are not all equal: the plugin's probe fails on them)"
-        )
-        raise InputError(invalid("chunk nbytes", nbytes, expected))
-    cratio, speed = _reduce(ratios, times, bs, nbytes, zs)
-    elapsed = (clock() - t_start) * 1e-9
-    return ProbeFeatures(cratio=float(cratio), speed=float(speed), elapsed=elapsed)
+    return ChunkProbe(int(buf.size), typesize, blocksize)(buf)
+
+
+class ChunkProbe:
+    """:func:`chunk_features` for many chunks of one layout, validated once.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of every chunk in bytes, between :data:`MIN_CHUNK_NBYTES` and
+        :data:`MAX_CHUNK_NBYTES`.
+    typesize : int
+        Size of one item in bytes, >= 1.
+    blocksize : int
+        The chunks' blocksize in bytes (``schunk.blocksize``), >= 1.
+
+    Calling the probe with a chunk (a C-contiguous 1-D uint8 array of ``nbytes`` bytes, not
+    checked again) gives its :class:`ProbeFeatures`, exactly as :func:`chunk_features` would.
+
+    Raises
+    ------
+    InputError
+        On construction, for the layouts :func:`chunk_features` refuses; on a call, for a chunk
+        whose leftover block the plugin's probe fails on.
+    """
+
+    def __init__(self, nbytes: int, typesize: int, blocksize: int) -> None:
+        nbytes = _check_int("chunk nbytes", nbytes, 0)
+        typesize = _check_int("typesize", typesize, 1)
+        blocksize = _check_int("blocksize", blocksize, 1)
+        if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
+            expected = (
+                f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
+                "(the plugin skips inference on smaller chunks)"
+            )
+            raise InputError(invalid("chunk nbytes", nbytes, expected))
+        bs = effective_blocksize(nbytes, typesize, blocksize)
+        nblocks = -(-nbytes // bs)
+        if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:
+            expected = (
+                f"at least {INSTR_BYTES_PER_BLOCK} bytes per block on average (got {nblocks} "
+                f"blocks for {nbytes} bytes with typesize={typesize}): below that the plugin's "
+                "instrumentation does not fit and it reads raw chunk bytes as features"
+            )
+            raise InputError(invalid("blocksize", blocksize, expected))
+        self.nbytes = nbytes
+        self.blocksize = bs
+        self.nblocks = nblocks
+        #: (start, size) of every block.
+        self._blocks = [(j * bs, min(bs, nbytes - j * bs)) for j in range(nblocks)]
+        self._zs: float | None = None
+        # Per-block ratios and probe times (ns), reused by every call.
+        self._ratios = np.empty(nblocks, dtype=np.float32)
+        self._times = np.empty(nblocks, dtype=np.int64)
+
+    def __call__(self, buf: np.ndarray) -> ProbeFeatures:
+        nbytes, blocks = self.nbytes, self._blocks
+        kernel = _block_kernel
+        if self._zs is None:
+            _warm_up()
+            primed = nbytes in _PRIMED
+            self._zs = zeros_speed(nbytes)
+            if not primed:
+                # Right after the process's first probe or a zeros-speed measurement the first
+                # few blocks run several times slower (cold caches, threads being torn down);
+                # the plugin shows the same on its first chunk. Run untimed passes so they
+                # don't skew features.
+                for _ in range(_PRIMING_PASSES):
+                    for start, n in blocks:
+                        kernel(buf, start, n)
+                _PRIMED.add(nbytes)
+        clock = time.perf_counter_ns
+        ratios, times = self._ratios, self._times
+        failed = False
+        t_start = clock()
+        for j, (start, n) in enumerate(blocks):
+            t0 = clock()
+            ratio = kernel(buf, start, n)
+            t1 = clock()
+            ratios[j] = ratio
+            times[j] = t1 - t0
+            failed |= ratio < 0
+        if failed:
+            bs, nblocks = self.blocksize, self.nblocks
+            n_last = nbytes - (nblocks - 1) * bs
+            expected = (
+                f"a size whose leftover block is longer than 12 bytes or a run (blocksize={bs} "
+                f"leaves {n_last} bytes that are not all equal: the plugin's probe fails on them)"
+            )
+            raise InputError(invalid("chunk nbytes", nbytes, expected))
+        cratio, speed = _reduce(ratios, times, self.blocksize, nbytes, self._zs)
+        elapsed = (clock() - t_start) * 1e-9
+        return ProbeFeatures(cratio=float(cratio), speed=float(speed), elapsed=elapsed)
 
 
 def zeros_speed(nbytes: int) -> float:
