@@ -215,6 +215,14 @@ class Category:
         return cls(_id(cparams.codec), filter_, int(cparams.clevel), _id(cparams.splitmode))
 
 
+def default_category() -> Category:
+    """blosc2's default compression parameters as a :class:`Category` (``zstd-shuffle-autosplit-5``
+    on blosc2 4.x)."""
+    import blosc2
+
+    return Category.from_cparams(blosc2.CParams())
+
+
 def _id(member: object) -> int:
     """The integer id of a blosc2 enum member (a plain Enum) or of an int."""
     return int(getattr(member, "value", member))

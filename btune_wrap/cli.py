@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import platform
 import sys
 from collections.abc import Sequence
@@ -27,10 +26,9 @@ _REPORTED = (
 
 
 def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    from .plugin import installed_version
+
+    return installed_version(dist) or "not installed"
 
 
 # -- btune info ----------------------------------------------------------------------------

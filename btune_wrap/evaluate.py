@@ -38,7 +38,6 @@ the best method of a tradeoff is the one (oracle aside) of lowest mean regret.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
 import math
 import os
@@ -52,10 +51,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .atomic import atomic_dir
-from .categories import Category, SplitMode
+from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, invalid
 from .objective import TRADEOFFS, best_index, objective, objective_matrix, parse_mode, regret
+from .plugin import installed_version, plugin_support, write_tuned
 
 if TYPE_CHECKING:
     import blosc2
@@ -335,7 +335,6 @@ def _choose(
 ) -> dict[Method, list[np.ndarray]]:
     """Each method's choices: per dataset, catalog ids of shape (ntradeoffs, nchunks)."""
     from .model import plugin_tradeoff
-    from .plugin import plugin_support
 
     ntrade = len(tradeoffs)
     picks: dict[Method, list[np.ndarray]] = {}
@@ -384,7 +383,7 @@ def _choose(
                     )
                 picks[Method.GENETIC].append(ids)
     if Method.DEFAULTS in wanted:
-        default_id = catalog.add(defaults_category())
+        default_id = catalog.add(default_category())
         picks[Method.DEFAULTS] = [
             np.full((ntrade, ds.nchunks), default_id, dtype=np.int64) for ds in datasets
         ]
@@ -440,13 +439,6 @@ def load_mode_model(models_dir: str | os.PathLike[str], mode: PerfMode) -> Btune
     return load_model(directory, mode)
 
 
-def defaults_category() -> Category:
-    """blosc2's default compression parameters as a category (``zstd-shuffle-autosplit-5``)."""
-    from .infer import default_category
-
-    return default_category()
-
-
 def trace_category(row: TraceRow) -> Category:
     """The category of a row of the plugin's table (``split`` 1 = always, else never)."""
     split = SplitMode.ALWAYS if row.split == 1 else SplitMode.NEVER
@@ -468,8 +460,6 @@ def genetic_choice(
     ``mode`` as given, trace on); the final choice is the last winner row of the trace (the
     last row if no row won, as with chunks of special values). Returns the category and the row.
     """
-    from .plugin import write_tuned
-
     config = BtuneConfig(tradeoff=float(tradeoff), perf_mode=mode, trace=True)
     _, trace = write_tuned(
         array,
@@ -804,8 +794,6 @@ def _progress(items, enabled: bool, desc: str):
 
 
 def _meta(models_dir, model, datasets, mode, tradeoffs, methods, genetic_info) -> dict[str, object]:
-    from .plugin import plugin_support
-
     names = ", ".join(ds.name for ds in datasets)
     model_name = Path(models_dir).name if models_dir is not None else "-"
     return {
@@ -829,16 +817,9 @@ def _meta(models_dir, model, datasets, mode, tradeoffs, methods, genetic_info) -
         "methods": [m.value for m in methods],
         "genetic": genetic_info,
         "plugin": plugin_support().reason,
-        "versions": {d: _version(d) for d in ("btune_wrap", "blosc2", "blosc2-btune")},
+        "versions": {d: installed_version(d) for d in ("btune_wrap", "blosc2", "blosc2-btune")},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _clean_json(value):

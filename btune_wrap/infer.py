@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .atomic import atomic_path
-from .categories import Category, SplitMode
+from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
 from .model import BtuneModel, load_model, plugin_tradeoff
@@ -631,7 +631,7 @@ class _Run:
         self.update_chunk(step, chunk)
         rows = self.trace.rows
         self._pending.append(
-            (len(rows), step, slot, buf.nbytes, len(chunk), ctime, state.value, inference)
+            (len(rows), step, slot, buf.nbytes, len(chunk), ctime, state, inference)
         )
         rows.append(None)  # type: ignore[arg-type]  # the row, once scored
 
@@ -653,25 +653,10 @@ class _Run:
                 nbytes / cbytes, nbytes / np.maximum(ctime, 1e-9), self.engine.tradeoff
             )
         rows = self.trace.rows
-        nthreads, special = self.nthreads, _MAX_OVERHEAD + self.typesize
         for (index, step, slot, nb, cb, _, state, inference), score in zip(
             pending, scores.tolist(), strict=True
         ):
-            rows[index] = TraceRow(
-                step=step,
-                codec=slot.codec,
-                filter=slot.filter,
-                split=slot.split,
-                clevel=slot.clevel,
-                cthreads=nthreads,
-                dthreads=nthreads,
-                score=score,
-                cratio=nb / cb,
-                state=state,
-                readapt="",
-                winner="S" if cb <= special else "-",
-                inference=inference,
-            )
+            rows[index] = self._row(step, slot, score, nb, cb, state, "-", inference)
 
     def _row(
         self,
@@ -691,7 +676,7 @@ class _Run:
             codec=slot.codec,
             filter=slot.filter,
             split=slot.split,
-            clevel=slot.category.clevel,
+            clevel=slot.clevel,
             cthreads=self.nthreads,
             dthreads=self.nthreads,
             score=score,
@@ -769,13 +754,6 @@ def _most_predicted(model: BtuneModel | None, counts: np.ndarray) -> Category | 
     if model is None or counts.size == 0 or counts.max() == 0:
         return None
     return model.categories[int(np.argmax(counts))]
-
-
-def default_category() -> Category:
-    """blosc2's default compression parameters as a :class:`Category`."""
-    import blosc2
-
-    return Category.from_cparams(blosc2.CParams())
 
 
 # -- chunk buffers ------------------------------------------------------------------------

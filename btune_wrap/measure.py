@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-import importlib.metadata
 import json
 import math
 import os
@@ -35,7 +34,7 @@ import numpy as np
 from .atomic import atomic_dir
 from .categories import DEFAULT_CATEGORIES, Category, parse_categories
 from .errors import BtuneWrapError, ConfigError, InputError, MeasureError, invalid
-from .plugin import implicit_tuner_off
+from .plugin import implicit_tuner_off, installed_version
 
 if TYPE_CHECKING:
     import blosc2
@@ -903,10 +902,7 @@ def _remove_tree(path: Path) -> None:
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("btune_wrap", "blosc2", "numpy", "numba", "pandas", "pyarrow"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
+        out[dist] = installed_version(dist) or "not installed"
     return out
 
 

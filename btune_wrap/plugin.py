@@ -108,7 +108,7 @@ def check_versions(blosc2_version: str | None, btune_version: str | None) -> Plu
 
 def plugin_support() -> PluginSupport:
     """:func:`check_versions` for the installed packages."""
-    return check_versions(_installed("blosc2"), _installed("blosc2-btune"))
+    return check_versions(installed_version("blosc2"), installed_version("blosc2-btune"))
 
 
 def require_plugin(*, models: bool = False) -> None:
@@ -128,7 +128,8 @@ def require_plugin(*, models: bool = False) -> None:
         )
 
 
-def _installed(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None if it is not installed."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
