@@ -18,9 +18,9 @@ definitions, which are (Blosc2-Btune 1.2.1 ``entropy_probe.c``, ``btune_model.cp
 
 Unavoidable differences (the ``cratio`` feature has none: it is bit-identical to the C code's):
 
-* Each block's compiled probe is timed from Python (``time.perf_counter_ns``); the call
-  overhead stands in for C-Blosc2's per-block overhead, and the filter time is 0 (in C, two
-  clock reads). The plugin runs blocks on 4 threads, we run them in order.
+* Each block's run check + probe is timed inside the compiled code with
+  ``clock_gettime(CLOCK_MONOTONIC)``, the clock C-Blosc2 times it with; the filter time is 0
+  (in C, two clock reads). The plugin runs blocks on 4 threads, we run them in order.
 * The plugin times one all-zeros compression (default parameters, 4 threads starting inside
   the timed call) once per process, for the first chunk's size. One such call varies a lot
   and depends on what the process did before; we keep the median of 7 calls on fresh
@@ -33,9 +33,12 @@ Unavoidable differences (the ``cratio`` feature has none: it is bit-identical to
 from __future__ import annotations
 
 import functools
+import math
 import statistics
+import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -125,6 +128,84 @@ def _unchecked_load(bits: int):
 _ld8 = _unchecked_load(8)
 _ld32 = _unchecked_load(32)
 _ld64 = _unchecked_load(64)
+
+
+@intrinsic
+def _clock_ns(typingctx, clock_id):
+    """An intrinsic ``_clock_ns(clock_id)``: ``clock_gettime(clock_id)`` in nanoseconds (int64).
+
+    Called by symbol name, so the compiled code stays cacheable; C-Blosc2 times blocks with
+    the same call.
+    """
+    if not isinstance(clock_id, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        timespec = ir.LiteralStructType([i64, i64])  # time_t tv_sec; long tv_nsec (LP64)
+        fnty = ir.FunctionType(i32, [i32, timespec.as_pointer()])
+        fn = builder.module.globals.get("clock_gettime")
+        if fn is None:
+            fn = ir.Function(builder.module, fnty, "clock_gettime")
+        ts = builder.alloca(timespec)
+        builder.call(fn, [context.cast(builder, args[0], signature.args[0], types.int32), ts])
+        zero = ir.Constant(i32, 0)
+        sec = builder.load(builder.gep(ts, [zero, zero]))
+        nsec = builder.load(builder.gep(ts, [zero, ir.Constant(i32, 1)]))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+    return types.int64(clock_id), codegen
+
+
+def _atomic_int64(store: bool):
+    """Intrinsics on element ``i`` of an int64 array: ``load(arr, i)`` with acquire ordering,
+    ``store(arr, i, value)`` with release ordering, so that another thread that sees a count
+    also sees everything written before it."""
+    if store:
+
+        @intrinsic
+        def op(typingctx, arr, idx, value):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+                return None
+
+            def codegen(context, builder, signature, args):
+                ary = context.make_array(signature.args[0])(context, builder, args[0])
+                ptr = builder.gep(ary.data, [args[1]])
+                val = context.cast(builder, args[2], signature.args[2], types.int64)
+                builder.store_atomic(val, ptr, ordering="release", align=8)
+                return context.get_dummy_value()
+
+            return types.none(arr, idx, value), codegen
+
+    else:
+
+        @intrinsic
+        def op(typingctx, arr, idx):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
+                return None
+
+            def codegen(context, builder, signature, args):
+                ary = context.make_array(signature.args[0])(context, builder, args[0])
+                ptr = builder.gep(ary.data, [args[1]])
+                return builder.load_atomic(ptr, ordering="acquire", align=8)
+
+            return types.int64(arr, idx), codegen
+
+    return op
+
+
+_store_release = _atomic_int64(store=True)
+_load_acquire = _atomic_int64(store=False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _read_count(progress):  # pragma: no cover - compiled
+    return _load_acquire(progress, 0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _request_stop(progress):  # pragma: no cover - compiled
+    _store_release(progress, 1, 1)
 
 
 @numba.njit(cache=True)
@@ -276,6 +357,48 @@ def _reduce(ratios, times, bs, nbytes, zeros_speed):  # pragma: no cover - compi
     return cratio / np.float32(nblocks), rel / np.float32(nblocks)
 
 
+@numba.njit(cache=True, nogil=True)
+def _probe_chunks(
+    chunks, bs, zeros_speed, clock_id, cratio, speed, elapsed, progress
+):  # pragma: no cover - compiled
+    """The features of each row of ``chunks`` (a 2-D uint8 array, one chunk's bytes per row).
+
+    Fills ``cratio`` and ``speed`` (NaN both where the probe fails on a block) and ``elapsed``
+    (ns from the first block's run check to the features). Blocks are ``bs`` bytes, the last
+    one the leftover; each block's run check + probe is timed on its own. ``progress`` (int64,
+    2 entries) is for another thread: entry 0 counts the chunks done (stored after their
+    features), a non-zero entry 1 stops the loop before the next chunk.
+    """
+    nchunks, nbytes = chunks.shape
+    nblocks = (nbytes + bs - 1) // bs
+    ratios = np.empty(nblocks, dtype=np.float32)
+    times = np.empty(nblocks, dtype=np.int64)
+    for i in range(nchunks):
+        if _load_acquire(progress, 1) != 0:
+            break
+        row = chunks[i]
+        t_start = _clock_ns(clock_id)
+        failed = False
+        for j in range(nblocks):
+            start = j * bs
+            n = min(bs, nbytes - start)
+            t0 = _clock_ns(clock_id)
+            ratio = _block_kernel(row, start, n)
+            t1 = _clock_ns(clock_id)
+            ratios[j] = ratio
+            times[j] = t1 - t0
+            failed |= ratio < np.float32(0.0)
+        c, s = _reduce(ratios, times, bs, nbytes, zeros_speed)
+        elapsed[i] = _clock_ns(clock_id) - t_start
+        if failed:
+            cratio[i] = np.nan
+            speed[i] = np.nan
+        else:
+            cratio[i] = c
+            speed[i] = s
+        _store_release(progress, 0, i + 1)
+
+
 _WARM = False
 #: Chunk sizes whose zeros speed has been measured and whose probe has been warmed up.
 _PRIMED: set[int] = set()
@@ -297,8 +420,22 @@ def _warm_up() -> None:
         for buf in (dummy, frozen):
             ratio = _block_kernel(buf, 0, buf.size)
             _estimate(buf, 0, buf.size)
+            _probe_chunks(buf.reshape(1, -1), 64, 1.0, _CLOCK_ID, *_outputs(1))
+        progress = np.zeros(2, dtype=np.int64)
+        _read_count(progress)
+        _request_stop(progress)
         _reduce(np.full(1, ratio, dtype=np.float32), np.ones(1, dtype=np.int64), 64, 64, 1.0)
         _WARM = True
+
+
+#: The clock blocks are timed with (``clock_gettime``'s id; POSIX only, -1 elsewhere).
+_CLOCK_ID: int = getattr(time, "CLOCK_MONOTONIC", -1)
+
+
+def _outputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output arrays of :func:`_probe_chunks` for ``n`` chunks: cratio, speed, elapsed (ns),
+    progress."""
+    return np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(2, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,7 +600,8 @@ class ChunkProbe:
         The chunks' blocksize in bytes (``schunk.blocksize``), >= 1.
 
     Calling the probe with a chunk (a C-contiguous 1-D uint8 array of ``nbytes`` bytes, not
-    checked again) gives its :class:`ProbeFeatures`, exactly as :func:`chunk_features` would.
+    checked again) gives its :class:`ProbeFeatures`, exactly as :func:`chunk_features` would;
+    :meth:`many` does the same for many chunks in one compiled call.
 
     Raises
     ------
@@ -494,51 +632,167 @@ class ChunkProbe:
         self.nbytes = nbytes
         self.blocksize = bs
         self.nblocks = nblocks
-        #: (start, size) of every block.
-        self._blocks = [(j * bs, min(bs, nbytes - j * bs)) for j in range(nblocks)]
         self._zs: float | None = None
-        # Per-block ratios and probe times (ns), reused by every call.
-        self._ratios = np.empty(nblocks, dtype=np.float32)
-        self._times = np.empty(nblocks, dtype=np.int64)
 
     def __call__(self, buf: np.ndarray) -> ProbeFeatures:
-        nbytes, blocks = self.nbytes, self._blocks
-        kernel = _block_kernel
-        if self._zs is None:
-            _warm_up()
-            primed = nbytes in _PRIMED
-            self._zs = zeros_speed(nbytes)
-            if not primed:
-                # Right after the process's first probe or a zeros-speed measurement the first
-                # few blocks run several times slower (cold caches, threads being torn down);
-                # the plugin shows the same on its first chunk. Run untimed passes so they
-                # don't skew features.
-                for _ in range(_PRIMING_PASSES):
-                    for start, n in blocks:
-                        kernel(buf, start, n)
-                _PRIMED.add(nbytes)
-        clock = time.perf_counter_ns
-        ratios, times = self._ratios, self._times
-        failed = False
-        t_start = clock()
-        for j, (start, n) in enumerate(blocks):
-            t0 = clock()
-            ratio = kernel(buf, start, n)
-            t1 = clock()
-            ratios[j] = ratio
-            times[j] = t1 - t0
-            failed |= ratio < 0
-        if failed:
+        got = self.many(buf.reshape(1, -1))
+        cratio = float(got.cratio[0])
+        if math.isnan(cratio):
             bs, nblocks = self.blocksize, self.nblocks
-            n_last = nbytes - (nblocks - 1) * bs
+            n_last = self.nbytes - (nblocks - 1) * bs
             expected = (
                 f"a size whose leftover block is longer than 12 bytes or a run (blocksize={bs} "
                 f"leaves {n_last} bytes that are not all equal: the plugin's probe fails on them)"
             )
-            raise InputError(invalid("chunk nbytes", nbytes, expected))
-        cratio, speed = _reduce(ratios, times, self.blocksize, nbytes, self._zs)
-        elapsed = (clock() - t_start) * 1e-9
-        return ProbeFeatures(cratio=float(cratio), speed=float(speed), elapsed=elapsed)
+            raise InputError(invalid("chunk nbytes", self.nbytes, expected))
+        return ProbeFeatures(
+            cratio=cratio, speed=float(got.speed[0]), elapsed=float(got.elapsed[0])
+        )
+
+    def many(self, chunks: np.ndarray) -> FeatureArrays:
+        """The features of many chunks in one compiled call, each timed on its own.
+
+        Parameters
+        ----------
+        chunks : numpy.ndarray
+            C-contiguous uint8 of shape ``(n, nbytes)``: one chunk's bytes per row.
+
+        Returns
+        -------
+        FeatureArrays
+            One entry per chunk, equal to what calling the probe on each row gives; NaN
+            ``cratio`` and ``speed`` for a chunk the probe fails on (where a call raises).
+        """
+        self._check(chunks)
+        out = _outputs(chunks.shape[0])
+        _probe_chunks(chunks, self.blocksize, self._zs, _CLOCK_ID, *out)
+        return FeatureArrays(out[0], out[1], out[2] * 1e-9)
+
+    def start(self, chunks: np.ndarray) -> ProbeJob:
+        """:meth:`many` in a background thread: the features come while the caller works.
+
+        The compiled probe runs without the GIL, so on a machine with a core to spare the
+        caller's own work (compressing chunks already probed, say) overlaps with it. Each
+        block is still timed on its own; other work on the machine can slow it, as it can
+        the plugin's probe.
+
+        Parameters
+        ----------
+        chunks : numpy.ndarray
+            As for :meth:`many`; it must not change until the job is closed.
+        """
+        self._check(chunks)
+        return ProbeJob(chunks, self.blocksize, self._zs)
+
+    def _check(self, chunks: np.ndarray) -> None:
+        if (
+            not isinstance(chunks, np.ndarray)
+            or chunks.dtype != np.uint8
+            or chunks.ndim != 2
+            or chunks.shape[1] != self.nbytes
+            or not chunks.flags.c_contiguous
+        ):
+            what = f"{type(chunks).__name__} of dtype {getattr(chunks, 'dtype', None)} and shape "
+            what += f"{getattr(chunks, 'shape', None)}"
+            raise InputError(
+                invalid("chunks", what, f"a C-contiguous uint8 array of shape (n, {self.nbytes})")
+            )
+        if self._zs is None:
+            self._prime(chunks[:1])
+
+    def _prime(self, first: np.ndarray) -> None:
+        """Compile, measure the zeros speed, and warm the probe up on this chunk size."""
+        if _CLOCK_ID < 0:
+            raise InputError(
+                "the probe times blocks with clock_gettime(CLOCK_MONOTONIC), which this "
+                "platform lacks"
+            )
+        _warm_up()
+        primed = self.nbytes in _PRIMED
+        zs = zeros_speed(self.nbytes)
+        if not primed and first.shape[0]:
+            # Right after the process's first probe or a zeros-speed measurement the first
+            # few blocks run several times slower (cold caches, threads being torn down);
+            # the plugin shows the same on its first chunk. Run untimed passes so they
+            # don't skew features.
+            for _ in range(_PRIMING_PASSES):
+                _probe_chunks(first, self.blocksize, zs, _CLOCK_ID, *_outputs(1))
+            _PRIMED.add(self.nbytes)
+        self._zs = zs
+
+
+class ProbeJob:
+    """The features of many chunks, computed in a background thread (:meth:`ChunkProbe.start`).
+
+    :meth:`features` waits for the chunks it is asked for; :meth:`close` (or leaving a ``with``
+    block) stops the thread after its current chunk and waits for it.
+    """
+
+    #: Seconds between two looks at the progress while waiting.
+    POLL = 20e-6
+
+    def __init__(self, chunks: np.ndarray, blocksize: int, zeros_speed: float) -> None:
+        self.total = int(chunks.shape[0])
+        self._out = _outputs(self.total)
+        self._progress = self._out[3]
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(chunks, blocksize, zeros_speed), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, chunks: np.ndarray, blocksize: int, zeros_speed: float) -> None:
+        try:
+            _probe_chunks(chunks, blocksize, zeros_speed, _CLOCK_ID, *self._out)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._error = exc
+
+    def wait(self, count: int) -> int:
+        """Wait until at least ``count`` chunks (at most :attr:`total`) are done; returns how
+        many are."""
+        count = min(count, self.total)
+        progress = self._progress
+        done = _read_count(progress)
+        while done < count:
+            if not self._thread.is_alive():
+                done = _read_count(progress)
+                if done >= count:
+                    break
+                raise RuntimeError(
+                    f"the probe thread stopped after {done} of {self.total} chunks"
+                ) from self._error
+            time.sleep(self.POLL)
+            done = _read_count(progress)
+        return done
+
+    def features(self, start: int, stop: int) -> FeatureArrays:
+        """The features of chunks ``start`` to ``stop - 1``, once they are done."""
+        self.wait(stop)
+        cratio, speed, elapsed, _ = self._out
+        return FeatureArrays(cratio[start:stop], speed[start:stop], elapsed[start:stop] * 1e-9)
+
+    def close(self) -> None:
+        """Stop the thread after its current chunk and wait for it."""
+        _request_stop(self._progress)
+        self._thread.join()
+
+    def __enter__(self) -> ProbeJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FeatureArrays(NamedTuple):
+    """The features of many chunks (:meth:`ChunkProbe.many`), one entry per chunk.
+
+    ``cratio`` and ``speed`` are as in :class:`ProbeFeatures` (NaN where the probe fails),
+    ``elapsed`` in seconds.
+    """
+
+    cratio: np.ndarray
+    speed: np.ndarray
+    elapsed: np.ndarray
 
 
 def zeros_speed(nbytes: int) -> float:
