@@ -47,7 +47,7 @@ $(NEWEST_STAMP): pyproject.toml constraints-newest.txt
 
 test-newest: $(STAMP) $(NEWEST_STAMP)
 	$(BIN)/python -m tests.test_engines_newest $(TEST_MODELS)
-	BTUNE_WRAP_TEST_MODELS=$(TEST_MODELS) $(NEWEST)/bin/python -m pytest -q tests/test_engines_newest.py
+	BTUNE_WRAP_TEST_MODELS=$(TEST_MODELS) $(NEWEST)/bin/python -m pytest -q tests/test_engines_newest.py tests/test_infer_fast.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

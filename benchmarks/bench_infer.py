@@ -5,7 +5,8 @@
    engines choose the same category.
 2. Write throughput: the Python engine (model on every chunk) against ``blosc2.asarray`` with
    fixed parameters (the category the model chose most) on the same data and chunking; the
-   plugin with the same model for reference.
+   plugin with the same model for reference. Both with blosc2's default threads (the engine
+   then probes in a background thread) and with one thread (everything in turn).
 
 Usage::
 
@@ -61,26 +62,31 @@ def decision_cost(data: np.ndarray, models: Path, mode: str, native: bool) -> di
 
 
 def throughput(
-    data: np.ndarray, models: Path, chunks: tuple[int, ...] | None, repeats: int, native: bool
+    data: np.ndarray,
+    models: Path,
+    chunks: tuple[int, ...] | None,
+    repeats: int,
+    native: bool,
+    nthreads: int,
 ) -> dict[str, float]:
     config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models, use_inference=-1)
-    kw = {"chunks": chunks} if chunks else {}
-    arr, trace = compress(data, config, "python", **kw)
+    kw: dict = {"chunks": chunks} if chunks else {}
+    arr, trace = compress(data, config, "python", nthreads=nthreads, **kw)
     model = load_model(models, "COMP")
     counts = np.bincount([i.category for i in trace.inferences], minlength=len(model.categories))
     cat = model.categories[int(np.argmax(counts))]
-    cparams = cat.to_cparams(typesize=arr.schunk.typesize, blocksize=0, nthreads=blosc2.nthreads)
+    cparams = cat.to_cparams(typesize=arr.schunk.typesize, blocksize=0, nthreads=nthreads)
     best = {"asarray": np.inf, "python": np.inf, "native": np.inf}
     for _ in range(repeats):
         t0 = time.perf_counter()
         fixed = blosc2.asarray(data, cparams=cparams, **kw)
         best["asarray"] = min(best["asarray"], time.perf_counter() - t0)
         t0 = time.perf_counter()
-        compress(data, config, "python", **kw)
+        compress(data, config, "python", nthreads=nthreads, **kw)
         best["python"] = min(best["python"], time.perf_counter() - t0)
         if native:
             t0 = time.perf_counter()
-            compress(data, config, "native", **kw)
+            compress(data, config, "native", nthreads=nthreads, **kw)
             best["native"] = min(best["native"], time.perf_counter() - t0)
     mb = data.nbytes / 1e6
     return {
@@ -125,15 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     print(f"\n2. Write throughput, MB/s (best of {args.repeats}), COMP, tradeoff 0.5")
-    print(f"{'data':<9} {'chunks':<12} {'fixed category':<34} {'asarray':>8} {'python':>8}"
-          f" {'plugin':>8} {'py/asarray':>10}")  # fmt: skip
+    print(f"{'data':<9} {'chunks':<12} {'threads':>7} {'fixed category':<34} {'asarray':>8}"
+          f" {'python':>8} {'plugin':>8} {'py/asarray':>10}")  # fmt: skip
     for name, arr in data.items():
         for chunks in ((5000,), (250_000,), None):
-            r = throughput(arr, models, chunks, args.repeats, native)
-            print(
-                f"{name:<9} {r['chunks']:<12} {r['category']:<34} {r['asarray_mbs']:8.0f} "
-                f"{r['python_mbs']:8.0f} {r['native_mbs']:8.0f} {r['ratio']:10.2f}"
-            )
+            for nthreads in (blosc2.nthreads, 1):
+                r = throughput(arr, models, chunks, args.repeats, native, nthreads)
+                print(
+                    f"{name:<9} {r['chunks']:<12} {nthreads:>7} {r['category']:<34} "
+                    f"{r['asarray_mbs']:8.0f} {r['python_mbs']:8.0f} {r['native_mbs']:8.0f} "
+                    f"{r['ratio']:10.2f}"
+                )
     return 0
 
 

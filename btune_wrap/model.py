@@ -222,7 +222,15 @@ class ModelRunner:
             return self._interpreter.get_tensor(self._out_index)[0].copy()
 
     def predict_many(self, rows: np.ndarray) -> np.ndarray:
-        """:meth:`predict` for each row of a float32 ``(n, 3)`` array, in one network call.
+        """:meth:`predict` for each row of a float32 ``(n, 3)`` array, in one network call."""
+        out = self.scores_many(rows)
+        n = out.shape[0]
+        best = out.argmax(axis=1)
+        best[out[np.arange(n), best] <= -1.0] = 0
+        return best
+
+    def scores_many(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`scores` for each row of a float32 ``(n, 3)`` array, in one network call.
 
         The interpreter built for the file has batch size 1; a second one is kept for batches
         (resized when ``n`` changes). The outputs are the same as row by row.
@@ -244,10 +252,7 @@ class ModelRunner:
                 it, in_index, out_index = self._batch, self._in_index, self._out_index
             it.set_tensor(in_index, rows)
             it.invoke()
-            out = it.get_tensor(out_index)
-        best = out.argmax(axis=1)
-        best[out[np.arange(n), best] <= -1.0] = 0
-        return best
+            return it.get_tensor(out_index).copy()
 
     def predict(self, cratio_norm: float, speed_norm: float, tradeoff: float) -> int:
         """The index the plugin picks: the first score above all earlier ones, starting at -1.
@@ -273,6 +278,10 @@ class Decision:
     elapsed: float
 
 
+#: :attr:`BtuneModel.reads_speed` by network file (path, modification time, size, outputs).
+_READS_SPEED: dict[tuple[str, int, int, int], bool] = {}
+
+
 @dataclass(frozen=True)
 class BtuneModel:
     """A validated model for one performance mode: its metadata and its interpreter.
@@ -290,6 +299,29 @@ class BtuneModel:
     @property
     def categories(self) -> tuple[Category, ...]:
         return self.meta.categories
+
+    @functools.cached_property
+    def reads_speed(self) -> bool:
+        """Whether the network's output depends on the speed feature at all.
+
+        Checked on a grid of inputs (normalized cratio from -4 to 4, tradeoffs from 0 to 1):
+        False when the scores are identical for normalized speeds -4, 0 and 4 everywhere, as
+        for networks trained with ``TrainConfig.use_speed=False``, which zero that input.
+        """
+        stat = self.tflite_path.stat()
+        key = (str(self.tflite_path), stat.st_mtime_ns, stat.st_size, len(self.categories))
+        known = _READS_SPEED.get(key)
+        if known is not None:
+            return known
+        cratios = np.linspace(-4.0, 4.0, 17)
+        tradeoffs = np.linspace(0.0, 1.0, 5)
+        speeds = (-4.0, 0.0, 4.0)
+        grid = np.array(
+            [(c, s, t) for c in cratios for t in tradeoffs for s in speeds], dtype=np.float32
+        )
+        out = self.runner.scores_many(grid).reshape(-1, len(speeds), len(self.categories))
+        reads = _READS_SPEED[key] = not bool((out == out[:, :1]).all())
+        return reads
 
     def normalize(self, cratio: float, speed: float) -> tuple[np.float32, np.float32]:
         """The two features, normalized with this model's mean/std (float32)."""

@@ -402,3 +402,17 @@ def test_tensorflow_loaded_before_the_plugin_is_refused_not_crashed(models_dir, 
         )
         assert run.returncode == 0, (order, run.returncode, run.stderr[-2000:])
         assert expected in run.stdout, (order, run.stdout)
+
+
+def test_reads_speed_tells_models_that_use_the_speed_feature(models_dir, tmp_path):
+    # Trained with the default use_speed=False: the network zeroes the speed input.
+    assert load_model(models_dir, "COMP").reads_speed is False
+    assert load_model(models_dir, "DECOMP").reads_speed is False
+    # One-layer networks that read one feature each (built with TensorFlow).
+    from .test_probe import write_reveal_model
+
+    for feature, expected in ((0, False), (1, True)):
+        directory = tmp_path / f"feature{feature}"
+        directory.mkdir()
+        write_reveal_model(str(directory), feature, 0.0, 10.0)
+        assert load_model(directory, "COMP").reads_speed is expected

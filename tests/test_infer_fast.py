@@ -1,10 +1,10 @@
 """The Python engine's fast paths write what the general paths write.
 
-Chunk buffers taken as views of 1-D data, the layout computed once per shape, and the probe
-validated once per layout (:class:`btune_wrap.probe.ChunkProbe`) must give the same chunks,
-shapes and features as ``sources.chunk_buffer``, ``blosc2.empty`` and ``chunk_features``.
-Real blosc2, real data; no model needed (``use_inference=0`` without tweaks writes every chunk
-with blosc2's default parameters).
+Chunk buffers taken as views of 1-D data, the layout computed once per shape, the probe
+validated once per layout (:class:`btune_wrap.probe.ChunkProbe`), run over many chunks in one
+call or in a background thread, must give the same chunks, shapes and features as
+``sources.chunk_buffer``, ``blosc2.empty`` and ``chunk_features``; the engine must write the
+same array whether it probes in the background or not. Real blosc2, real data, real models.
 """
 
 from __future__ import annotations
@@ -14,9 +14,17 @@ import numpy as np
 import pytest
 
 from btune_wrap import BtuneConfig
-from btune_wrap.data import rand_int
+from btune_wrap.data import mixed_int, rand_int
 from btune_wrap.errors import InputError
-from btune_wrap.infer import ChunkCompressor, compress, default_category, iter_chunk_buffers
+from btune_wrap.infer import (
+    ChunkCompressor,
+    ChunkReader,
+    compiled_method,
+    compress,
+    default_category,
+    iter_chunk_buffers,
+)
+from btune_wrap.model import load_model
 from btune_wrap.probe import ChunkProbe, chunk_features
 from btune_wrap.sources import chunk_buffer
 
@@ -103,3 +111,138 @@ def test_chunk_probe_refuses_what_chunk_features_refuses():
     buf = np.arange(1032, dtype=np.uint32).astype(np.uint8)
     with pytest.raises(InputError, match="leftover block"):
         probe(buf)
+
+
+# -- many chunks at once ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_chunk_reader_batches_are_the_reference_layout(name):
+    data, chunks, blocks = CASES[name]
+    arr = blosc2.empty(data.shape, dtype=data.dtype, chunks=chunks, blocks=blocks)
+    nchunks = arr.schunk.nchunks
+    reader = ChunkReader(data, arr, 3)
+    for first in range(0, nchunks, 3):
+        count = min(3, nchunks - first)
+        rows = reader.take(first, count)
+        assert rows.shape == (count, arr.schunk.chunksize) and rows.flags.c_contiguous
+        for k in range(count):
+            ref = chunk_buffer(data, first + k, chunks, blocks).view(np.uint8)
+            np.testing.assert_array_equal(rows[k], ref)
+        view = reader.view(first, count)
+        if view is not None:
+            assert np.shares_memory(view, data)
+            np.testing.assert_array_equal(view, rows)
+    # Views exactly where chunks are plain slices of contiguous 1-D data.
+    whole = name in ("1-D whole chunks", "1-D edge chunk")
+    assert (reader.view(0, 2) is not None) == whole
+    assert reader.view(0, nchunks) is None or name == "1-D whole chunks"
+    with pytest.raises(InputError, match=r"first, count=\(0, 4\) is invalid"):
+        reader.take(0, 4)
+    with pytest.raises(InputError, match="first, count"):
+        reader.take(nchunks - 1, 2)
+
+
+def test_probe_many_is_the_probe_on_each_chunk():
+    data = mixed_int(24, run=3, seed=5)
+    rows = data.view(np.uint8).reshape(24, 40_000)
+    probe = ChunkProbe(40_000, 8, 8000)
+    feats = probe.many(rows)
+    assert [len(a) for a in feats] == [24, 24, 24]
+    for k in range(24):
+        one = probe(rows[k])
+        assert feats.cratio[k] == one.cratio
+        assert feats.speed[k] > 0 and feats.elapsed[k] > 0
+    # A chunk the probe fails on gives NaN features, and no exception, among good ones.
+    probe = ChunkProbe(1032, 8, 1024)
+    bad = np.arange(1032, dtype=np.uint32).astype(np.uint8)
+    good = np.zeros(1032, dtype=np.uint8)  # the leftover block is a run: features exist
+    got = probe.many(np.stack([good, bad, good]))
+    assert np.isnan(got.cratio).tolist() == [False, True, False]
+    assert np.isnan(got.speed).tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [np.zeros((2, 4000), dtype=np.uint8), np.zeros((2, 4096), dtype=np.int8),
+     np.zeros(4096, dtype=np.uint8), np.zeros((4096, 2), dtype=np.uint8).T],
+)  # fmt: skip
+def test_probe_many_refuses_other_arrays(chunks):
+    probe = ChunkProbe(4096, 8, 4096)
+    with pytest.raises(InputError, match=r"chunks=.* a C-contiguous uint8 array of shape"):
+        probe.many(chunks)
+    with pytest.raises(InputError, match="chunks="):
+        probe.start(chunks)
+
+
+def test_probe_job_gives_what_many_gives():
+    data = mixed_int(300, run=7, seed=1)
+    rows = data.view(np.uint8).reshape(300, 40_000)
+    probe = ChunkProbe(40_000, 8, 40_000)
+    ref = probe.many(rows)
+    with probe.start(rows) as job:
+        assert job.total == 300
+        first = job.features(0, 10)
+        assert job.wait(1) >= 1
+        rest = job.features(10, 300)
+        assert job.wait(300) == 300
+    np.testing.assert_array_equal(np.concatenate([first.cratio, rest.cratio]), ref.cratio)
+    speeds = np.concatenate([first.speed, rest.speed])
+    assert (speeds > 0).all() and (np.concatenate([first.elapsed, rest.elapsed]) > 0).all()
+
+
+def test_probe_job_stops_when_closed():
+    nchunks = 6000
+    rows = rand_int(nchunks * 1024, seed=2).view(np.uint8).reshape(nchunks, 8192)
+    probe = ChunkProbe(8192, 8, 8192)
+    job = probe.start(rows)
+    job.close()
+    done = job.wait(0)
+    assert done < nchunks
+    with pytest.raises(RuntimeError, match=f"stopped after {done} of {nchunks} chunks"):
+        job.wait(nchunks)
+
+
+def test_background_probe_writes_what_the_serial_probe_writes(models_dir, monkeypatch):
+    """With nthreads > 1 the probe runs in a background thread; the array and the decisions
+    are those of the serial probe (these models ignore the speed feature, which the
+    background probe's timings could shift)."""
+    assert not load_model(models_dir, "COMP").reads_speed
+    started = []
+    start = ChunkProbe.start
+
+    def spy(self, chunks):
+        started.append(chunks.shape)
+        return start(self, chunks)
+
+    monkeypatch.setattr(ChunkProbe, "start", spy)
+    data = mixed_int(300, run=5, seed=3)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=-1)
+    out = {}
+    for nthreads in (1, 2):
+        arr, trace = compress(data, config, "python", chunks=(5000,), nthreads=nthreads)
+        np.testing.assert_array_equal(arr[()], data)
+        out[nthreads] = (
+            [arr.schunk.get_chunk(i) for i in range(arr.schunk.nchunks)],
+            [i.category for i in trace.inferences],
+            [(r.step, r.codec, r.filter, r.clevel, r.split, r.cratio) for r in trace.rows],
+        )
+    assert started == [(300, 40_000)]  # nthreads=2 only
+    assert len(set(out[2][1])) > 1, "the models chose one category: a weak comparison"
+    assert out[1] == out[2]
+
+
+def test_compiled_method_is_python_blosc2s_base_method():
+    schunk = blosc2.SChunk(chunksize=64, cparams={"typesize": 1})
+    append = compiled_method(schunk, "append_data")
+    assert append.__self__ is schunk
+    base = getattr(blosc2.blosc2_ext, "SChunk", None)
+    if base is not None and "append_data" in vars(base):
+        assert append.__func__ is vars(base)["append_data"]
+    else:  # another layout: the public method
+        assert append == schunk.append_data
+    append(np.arange(64, dtype=np.uint8))
+    assert schunk.nchunks == 1
+    assert schunk.decompress_chunk(0) == bytes(range(64))
+    # Anything else falls back to the public attribute.
+    assert compiled_method(schunk, "urlpath") == schunk.urlpath

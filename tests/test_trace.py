@@ -92,3 +92,23 @@ def test_dataframe_has_one_row_per_step_and_flat_inference_columns():
 def test_rows_before_a_header_and_malformed_rows_are_ignored():
     text = "| lz4 | 0 | 1 |\n" + NEW_LAYOUT + "| lz4 | x | 1 | 8 | 2 | 2 | 1 | 2x | A | B | W\n"
     assert len(parse_trace(text).rows) == 3
+
+
+def test_assemble_equals_the_constructor():
+    from btune_wrap.trace import InferenceLine, TraceRow, assemble
+
+    inf_fields = {"category": 3, "codec": 1, "filter": 1, "clevel": 5, "splitmode": 2}
+    times = {"time_entropy": 1e-5, "time_inference": 2e-6}
+    inf = assemble(InferenceLine, inf_fields, times)
+    assert inf == InferenceLine(**inf_fields, **times)
+    assert hash(inf) == hash(InferenceLine(**inf_fields, **times))
+    base = {
+        "codec": "lz4", "filter": 1, "split": 0, "clevel": 5, "cthreads": 2, "dthreads": 2,
+        "readapt": "", "score_higher_is_better": True, "blocksize": None, "shufflesize": None,
+    }  # fmt: skip
+    per_row = {"step": 7, "score": 0.5, "cratio": 2.5, "state": "STOP", "winner": "-"}
+    row = assemble(TraceRow, base, {**per_row, "inference": inf})
+    assert row == TraceRow(**base, **per_row, inference=inf)
+    assert repr(row) == repr(TraceRow(**base, **per_row, inference=inf))
+    with pytest.raises(AttributeError):
+        row.step = 8  # still frozen
