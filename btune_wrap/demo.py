@@ -175,8 +175,9 @@ def train_models(
 ) -> dict[str, object]:
     """Write ``array`` as a training file, gather it, train and export comp and decomp models.
 
-    The training file and its ``.meas`` directory go to ``workdir``; the four model files to
-    ``models_dir`` (replaced atomically). Returns ``{"meas": path, "files": [names]}``.
+    The training file and its ``.meas`` directory go to ``workdir``, the model files to
+    ``models_dir``; all three replace those of an earlier run (atomically). Returns
+    ``{"meas": path, "files": [names]}``.
     """
     import blosc2
 
@@ -189,7 +190,8 @@ def train_models(
         blosc2.asarray(array, urlpath=str(tmp), mode="w", chunks=tuple(chunks))
     meas_dir = workdir / f"{b2.name}.meas"
     t0 = time.perf_counter()
-    measurements = measure.gather(b2, meas_dir)
+    # The training file was just rewritten: measurements of an earlier one are replaced.
+    measurements = measure.gather(b2, meas_dir, force=True)
     if log:
         log(f"Gathered {meas_dir} ({time.perf_counter() - t0:.1f} s)")
     with atomic_dir(models_dir) as tmp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import blosc2
 import pandas as pd
 import pytest
@@ -41,6 +43,13 @@ def test_demo_runs_the_tutorial_end_to_end(tmp_path, clean_env):
     assert set(python_rows["engine"]) == {"python"}
     assert result["plot_path"].stat().st_size > 10_000
     assert "t=0.5 ratio" in text
+
+    # Run again in the same directory (as `make demo` twice does): everything is replaced.
+    lines.clear()
+    again = run_demo(out, training_chunks=20, eval_size=50_000, repeats=1, seed=4, log=lines.append)
+    assert pd.read_csv(again["table_path"]).shape[0] == len(methods) * 3
+    gathered = json.loads((out / "rand_int_training.b2nd.meas" / "meta.json").read_text())
+    assert gathered["nchunks"] == 20
 
 
 def test_demo_refuses_too_few_training_chunks(tmp_path):
