@@ -344,9 +344,12 @@ def _other_splits(cat: Category) -> list[SplitMode]:
     return [always, never]
 
 
-#: Chunks probed before one batched network call (and at most this many bytes of them).
-_BATCH_CHUNKS = 64
+#: Chunks probed before one batched network call (and at most this many bytes of them):
+#: 128 chunks of 40 KB wrote 3-5% faster than 64, and as fast as 256.
+_BATCH_CHUNKS = 128
 _BATCH_BYTES = 16 * 2**20
+#: The probe runs in a background thread only for more inferred chunks than this.
+_BACKGROUND_MIN_CHUNKS = 64
 
 
 @dataclass
@@ -383,7 +386,7 @@ class PythonEngine:
 
     Notes
     -----
-    Up to 64 chunks are probed in one compiled call (each timed on its own), then the network
+    Up to 128 chunks are probed in one compiled call (each timed on its own), then the network
     runs once for them (the outputs are the same as one call per chunk); each chunk's
     ``time_inference`` is its share of that call.
 
@@ -550,7 +553,7 @@ class _Run:
         if (
             probe is not None
             and self.nthreads > 1
-            and n_infer > _BATCH_CHUNKS
+            and n_infer > _BACKGROUND_MIN_CHUNKS
             and not model.reads_speed
         ):
             whole = reader.view(0, n_infer)
