@@ -633,10 +633,15 @@ class ChunkProbe:
         self.blocksize = bs
         self.nblocks = nblocks
         self._zs: float | None = None
+        self._one = _outputs(1)  # the outputs of a call for one chunk, reused
 
     def __call__(self, buf: np.ndarray) -> ProbeFeatures:
-        got = self.many(buf.reshape(1, -1))
-        cratio = float(got.cratio[0])
+        row = buf.reshape(1, -1)
+        if self._zs is None:
+            self._check(row)
+        out = self._one
+        _probe_chunks(row, self.blocksize, self._zs, _CLOCK_ID, *out)
+        cratio = float(out[0][0])
         if math.isnan(cratio):
             bs, nblocks = self.blocksize, self.nblocks
             n_last = self.nbytes - (nblocks - 1) * bs
@@ -645,9 +650,8 @@ class ChunkProbe:
                 f"leaves {n_last} bytes that are not all equal: the plugin's probe fails on them)"
             )
             raise InputError(invalid("chunk nbytes", self.nbytes, expected))
-        return ProbeFeatures(
-            cratio=cratio, speed=float(got.speed[0]), elapsed=float(got.elapsed[0])
-        )
+        speed, elapsed = float(out[1][0]), float(out[2][0]) * 1e-9
+        return ProbeFeatures(cratio=cratio, speed=speed, elapsed=elapsed)
 
     def many(self, chunks: np.ndarray) -> FeatureArrays:
         """The features of many chunks in one compiled call, each timed on its own.
