@@ -666,31 +666,21 @@ class _Run:
                 picked[ok] = chosen
                 choices = picked.tolist()
         categories = model.categories
-        by_index, counts = self._by_index, self.counts
-        # _write, inlined: this loop runs once per chunk.
-        perf, update, pending = time.perf_counter, self.update_chunk, self._pending
-        rows = self.trace.rows
+        by_index, counts, write = self._by_index, self.counts, self._write
         inference = RowState.INFERENCE
         for k, index in enumerate(choices):
             step = first + k
             if index < 0:
                 # No usable features (see ChunkProbe): go on with the latest choice.
                 cat = self.last or _most_predicted(model, counts) or default_category()
-                self._write(step, chunks[k], self._slot(cat), RowState.STOP)
+                write(step, chunks[k], self._slot(cat), RowState.STOP)
                 continue
             counts[index] += 1
             slot = by_index[index]
             if slot is None:
                 slot = by_index[index] = self._slot(categories[index])
             self.last = slot.category
-            t0 = perf()
-            chunk = slot.compress(chunks[k])
-            ctime = perf() - t0
-            update(step, chunk)
-            pending.append(
-                (len(rows), step, slot, len(chunk), ctime, inference, index, entropy[k], t_share)
-            )
-            rows.append(None)  # type: ignore[arg-type]  # the row, once scored
+            write(step, chunks[k], slot, inference, index, entropy[k], t_share)
 
     def _write(
         self,
