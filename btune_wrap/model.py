@@ -300,13 +300,14 @@ class BtuneModel:
     def categories(self) -> tuple[Category, ...]:
         return self.meta.categories
 
-    @functools.cached_property
+    @property
     def reads_speed(self) -> bool:
         """Whether the network's output depends on the speed feature at all.
 
         Checked on a grid of inputs (normalized cratio from -4 to 4, tradeoffs from 0 to 1):
         False when the scores are identical for normalized speeds -4, 0 and 4 everywhere, as
         for networks trained with ``TrainConfig.use_speed=False``, which zero that input.
+        The answer is kept for the process, per network file.
         """
         stat = self.tflite_path.stat()
         key = (str(self.tflite_path), stat.st_mtime_ns, stat.st_size, len(self.categories))

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import pandas as pd
 
+#: A trace record type (see :func:`assemble`).
+_Record = TypeVar("_Record", "InferenceLine", "TraceRow")
+
 #: How a header name maps to a ``TraceRow`` field.
 _COLUMNS = {
     "codec": "codec",
@@ -45,8 +48,6 @@ _MODE = re.compile(
 _BEHAVIOUR = re.compile(
     r"^Behaviour:\s*Waits - (\d+),\s*Softs - (\d+),\s*Hards - (\d+),\s*Repeat Mode - (\w+)"
 )
-_Record = TypeVar("_Record", "InferenceLine", "TraceRow")
-
 _INFERENCE = re.compile(
     r"Inference category=(-?\d+) codec=(-?\d+) filter=(-?\d+) clevel=(-?\d+) "
     r"splitmode=(-?\d+) time entropy=([-+.\deE]+) inference=([-+.\deE]+)"
