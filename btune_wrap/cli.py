@@ -92,10 +92,16 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
         "compress",
         help="write a Blosc2 array with a trained model choosing each chunk's parameters",
         description="Compress INPUT into OUTPUT (.b2nd) with the parameters a trained Btune "
-        "model chooses for each chunk, through the plugin (native) or the Python engine.",
+        "model chooses for each chunk, through the plugin (native) or the Python engine. "
+        "OUTPUT 'file.h5:/dataset' writes an HDF5 dataset (Python engine) whose chunks each "
+        "carry their own Blosc2 parameters; read it with h5py after 'import hdf5plugin'.",
     )
     p.add_argument("input", metavar="INPUT", help="input array (.b2nd, .npy, file.h5:/ds, Zarr)")
-    p.add_argument("output", metavar="OUTPUT", help="output .b2nd file (written atomically)")
+    p.add_argument(
+        "output",
+        metavar="OUTPUT",
+        help="output .b2nd file or file.h5:/dataset (written atomically)",
+    )
     p.add_argument("--models", required=True, help="models directory (model_comp.*, ...)")
     p.add_argument("--tradeoff", type=float, default=0.5, help="0 = speed ... 1 = ratio (0.5)")
     p.add_argument(
@@ -120,6 +126,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
     p.add_argument("--nthreads", type=int, help="compression threads (default: blosc2's)")
     p.add_argument("--quiet", action="store_true", help="do not print the per-chunk trace")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing dataset in an HDF5 OUTPUT"
+    )
     p.set_defaults(func=_cmd_compress)
 
 
@@ -143,10 +152,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         blocks=args.blocks,
         nthreads=args.nthreads,
         echo=not args.quiet,
+        force=args.force,
     )
+    stats = getattr(arr, "schunk", arr)  # an HDF5 output's H5Dataset has the same two fields
     print(
-        f"Wrote {args.output}: shape {arr.shape}, {arr.dtype}, {arr.schunk.nchunks} chunks, "
-        f"cratio {arr.schunk.cratio:.2f}x ({trace.engine} engine, "
+        f"Wrote {args.output}: shape {arr.shape}, {arr.dtype}, {stats.nchunks} chunks, "
+        f"cratio {stats.cratio:.2f}x ({trace.engine} engine, "
         f"{len(trace.inferences)} inferences)"
     )
     return 0

@@ -55,6 +55,7 @@ from .atomic import atomic_path
 from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
+from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, load_model, plugin_tradeoff
 from .objective import objective
 from .plugin import implicit_tuner_off, plugin_support, require_plugin, write_tuned
@@ -63,6 +64,9 @@ from .trace import Banner, InferenceLine, Trace, TraceRow, assemble
 
 if TYPE_CHECKING:
     import blosc2
+
+#: Where the Python engine puts each compressed chunk: ``sink(chunk index, chunk bytes)``.
+ChunkSink = Callable[[int, bytes], object]
 
 #: Bytes of a Blosc2 chunk header: a chunk of at most this plus one item holds special values.
 _MAX_OVERHEAD = 32
@@ -116,7 +120,8 @@ def compress(
     max_tweaks: int = 8,
     repeats: int = 3,
     echo: bool = False,
-) -> tuple[blosc2.NDArray, Trace]:
+    force: bool = False,
+) -> tuple[blosc2.NDArray | H5Dataset, Trace]:
     """Write ``data`` as a Blosc2 NDArray with a trained model choosing each chunk's parameters.
 
     Parameters
@@ -136,7 +141,9 @@ def compress(
         can run, the Python engine elsewhere. ``Trace.engine`` says which ran.
     urlpath
         Where to write the ``.b2nd`` file (written aside, then renamed over it); ``None``
-        (default) keeps the array in memory.
+        (default) keeps the array in memory. ``file.h5:/group/dataset`` writes an HDF5 dataset
+        instead, each chunk with its own parameters (Python engine only; see
+        :mod:`btune_wrap.h5sink`), and returns an :class:`~btune_wrap.h5sink.H5Dataset`.
     chunks, blocks
         Chunk and block shapes; ``None`` lets blosc2 choose (or keeps a Blosc2 input's).
     nthreads
@@ -149,6 +156,8 @@ def compress(
     echo
         Print the trace as the plugin would have (the plugin's own output for the native
         engine; the same layout for the Python engine). Default False.
+    force
+        HDF5 output: replace an existing dataset of that name (default False: refuse).
 
     Returns
     -------
@@ -168,8 +177,13 @@ def compress(
     cfg = BtuneConfig.from_env() if config is None else config
     if not isinstance(cfg, BtuneConfig):
         raise ConfigError(invalid("config", cfg, "a BtuneConfig or None"))
-    which = Engine.parse(engine)
-    auto_python = engine is None and which is Engine.PYTHON
+    target = parse_target(urlpath)
+    if target is not None:
+        which = engine_for_hdf5(engine)
+        check_target(target, force=force, source=data)
+    else:
+        which = Engine.parse(engine)
+    auto_python = engine is None and which is Engine.PYTHON and target is None
     if auto_python and cfg.models_dir is None and cfg.use_inference != 0:
         raise PluginUnavailableError(
             "genetic tuning (models_dir=None) needs the Btune plugin, which cannot run "
@@ -190,9 +204,21 @@ def compress(
             array, cfg, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads, echo=echo
         )
     engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats)
-    result, trace = engine_.write(
-        array, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads
-    )
+    if target is not None:
+        result, trace = write_h5(
+            engine_,
+            array,
+            target,
+            chunks=chunks,
+            blocks=blocks,
+            nthreads=nthreads,
+            force=force,
+            attrs=source_attrs(data),
+        )
+    else:
+        result, trace = engine_.write(
+            array, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads
+        )
     if echo and trace.raw:
         sys.stdout.write(trace.raw)
         sys.stdout.flush()
@@ -464,13 +490,15 @@ class PythonEngine:
             arr = blosc2.open(os.fspath(urlpath))
         return arr, trace
 
-    def fill(self, arr: blosc2.NDArray, data: np.ndarray) -> Trace:
+    def fill(self, arr: blosc2.NDArray, data: np.ndarray, sink: ChunkSink | None = None) -> Trace:
         """Compress every chunk of ``data`` into ``arr`` (same shape and dtype), in place.
 
         ``arr`` is typically fresh from ``blosc2.empty``; its chunk and block shapes, typesize
-        and thread count are used. Returns the trace of the decisions.
+        and thread count are used. ``sink`` (default: ``arr``'s own ``update_chunk``) receives
+        each chunk's index and compressed bytes instead, in chunk order; ``arr`` then only gives
+        the layout (see :mod:`btune_wrap.h5sink`). Returns the trace of the decisions.
         """
-        return _Run(self, arr).fill(data)
+        return _Run(self, arr, sink).fill(data)
 
 
 @functools.lru_cache(maxsize=64)
@@ -498,7 +526,9 @@ def _layout(
 class _Run:
     """The state of one :meth:`PythonEngine.fill`: per-category slots, counts, the trace."""
 
-    def __init__(self, engine: PythonEngine, arr: blosc2.NDArray) -> None:
+    def __init__(
+        self, engine: PythonEngine, arr: blosc2.NDArray, sink: ChunkSink | None = None
+    ) -> None:
         self.engine = engine
         self.arr = arr
         schunk = arr.schunk
@@ -506,7 +536,7 @@ class _Run:
         self.blocksize = schunk.blocksize
         self.chunk_nbytes = schunk.chunksize
         self.nthreads = schunk.cparams.nthreads
-        self.update_chunk = compiled_method(schunk, "update_chunk")
+        self.update_chunk = sink or compiled_method(schunk, "update_chunk")
         self.slots: dict[Category, _Slot] = {}
         model = engine.model
         #: The slot of each of the model's categories, by index, once used.
