@@ -17,10 +17,11 @@ hdf5plugin builds) and checked on the files hdf5plugin 7.1 writes:
   codec[, ndim, chunk shape...])``, filled in by the filter when the dataset is created;
 * edge chunks are whole chunks (HDF5 ignores the part outside the dataset).
 
-This module writes every chunk as a one-chunk B2ND cframe (1-D too: the reader decodes it the
-same way, and a B2ND chunk keeps the engine's blocks even where they do not divide the chunk),
-whose chunk is exactly the one the Python engine wrote for a ``.b2nd`` file. b2h5py opens the
-same cframes with ``blosc2`` to slice them, so it reads them too.
+This module writes the frames the filter writes (a B2ND one for 1-D too when the engine's blocks
+do not divide the chunk: the filter reads it the same way and strips the padding), each holding
+exactly the chunk the Python engine wrote for a ``.b2nd`` file. b2h5py opens the same cframes
+with ``blosc2`` to slice them, so it reads them too. (Plain frames read faster where they can
+be used: 1-D chunks of 40 KB in B2ND frames read at 0.9x the speed of plain ones.)
 """
 
 from __future__ import annotations
@@ -264,8 +265,10 @@ def _require_h5py() -> None:
 class ChunkFramer:
     """Wraps each Blosc2 chunk of an array's layout into the cframe an HDF5 chunk holds.
 
-    A scratch in-memory B2ND array of one chunk (the layout's chunk and block shapes, the opaque
-    dtype the filter uses) gives the frame: the first chunk is serialized by blosc2 itself, and
+    A scratch in-memory super-chunk of one chunk gives the frame, as the filter writes it: a
+    plain one for 1-D chunks that hold whole blocks, else a B2ND array (the layout's chunk and
+    block shapes, the opaque dtype the filter uses; B2ND decoding strips the padding of blocks
+    that do not divide the chunk). The first chunk is serialized by blosc2 itself, and
     the frame's header (with its size fields) and tail (chunk index and trailer, the same for
     any chunk) are kept; later chunks are spliced in between, their two size fields updated.
     Serializing each chunk with blosc2 took about 100 us a chunk; splicing takes about 1 us.
@@ -282,9 +285,27 @@ class ChunkFramer:
 
         itemsize = np.dtype(layout.dtype).itemsize
         chunks, blocks = tuple(layout.chunks), tuple(layout.blocks)
-        self._scratch = blosc2.empty(
-            chunks, dtype=np.dtype(f"V{itemsize}"), chunks=chunks, blocks=blocks, contiguous=False
-        )
+        #: Whether the frames are plain super-chunks (as the filter writes for 1-D) rather than
+        #: B2ND arrays: 1-D chunks that are a whole number of blocks (no padding to strip).
+        self.plain = len(chunks) == 1 and chunks[0] % blocks[0] == 0
+        if self.plain:
+            sc = layout.schunk
+            self._scratch = blosc2.SChunk(
+                chunksize=sc.chunksize,
+                data=np.zeros(sc.chunksize, dtype=np.uint8),
+                contiguous=False,
+                cparams={"typesize": sc.typesize, "blocksize": sc.blocksize},
+            )
+            self._update = self._scratch.update_chunk
+        else:
+            self._scratch = blosc2.empty(
+                chunks,
+                dtype=np.dtype(f"V{itemsize}"),
+                chunks=chunks,
+                blocks=blocks,
+                contiguous=False,
+            )
+            self._update = self._scratch.schunk.update_chunk
         self._head: bytes | None = None
         self._tail = b""
 
@@ -296,7 +317,7 @@ class ChunkFramer:
             struct.pack_into(">q", head, self._FRAME_SIZE, size)
             struct.pack_into(">q", head, self._CBYTES, len(chunk))
             return b"".join((head, chunk, self._tail))
-        self._scratch.schunk.update_chunk(0, chunk)
+        self._update(0, chunk)
         frame = self._scratch.to_cframe()
         self._learn(frame, chunk)
         return frame
@@ -379,8 +400,8 @@ def write_h5(
         kwargs["cparams"] = {"nthreads": nthreads}
     with implicit_tuner_off():
         layout = blosc2.empty(data.shape, dtype=data.dtype, **kwargs)
-    check_array(data, tuple(layout.chunks))
-    framer = ChunkFramer(layout)
+        check_array(data, tuple(layout.chunks))
+        framer = ChunkFramer(layout)
     filter_ = blosc2_filter(default_category())
     with _dataset_slot(target, force) as (group, name):
         ds = group.create_dataset(

@@ -108,9 +108,10 @@ def test_chunk_headers_carry_the_parameters_the_trace_records(models_dir, tmp_pa
         for step, row in enumerate(trace.rows):
             mask, frame = dsid.read_direct_chunk((step * 5000,))
             assert mask == 0 and frame[2:9] == b"b2frame"  # a cframe, as the filter writes
-            one = blosc2.ndarray_from_cframe(frame)
-            assert one.shape == (5000,) and one.schunk.nchunks == 1
-            chunk = one.schunk.get_chunk(0)
+            one = blosc2.schunk_from_cframe(frame)
+            # 1-D chunks of whole blocks: a plain super-chunk, as the filter writes for 1-D.
+            assert one.nchunks == 1 and "b2nd" not in one.meta
+            chunk = one.get_chunk(0)
             if len(chunk) <= 32 + 8:
                 continue  # a special-value chunk has no codec
             fmt, split, filters = _header(chunk)
@@ -122,19 +123,31 @@ def test_chunk_headers_carry_the_parameters_the_trace_records(models_dir, tmp_pa
     assert len(seen) >= 2, f"the model chose one category only: {seen}"
 
 
-def test_framer_splices_the_same_frames_blosc2_serializes():
-    data = make_data((5000, 7), np.float32, seed=2)
+@pytest.mark.parametrize(
+    "shape, chunks, blocks, plain",
+    [
+        ((5000, 7), (700, 7), (100, 7), False),
+        ((5000,), (700,), (100,), True),
+        ((5000,), (700,), (300,), False),  # blocks that do not divide the chunk: B2ND
+    ],
+)
+def test_framer_splices_the_same_frames_blosc2_serializes(shape, chunks, blocks, plain):
+    data = make_data(shape, np.float32, seed=2)
     data[:1000] = 0  # special-value chunks first: the framer learns from a later chunk
-    arr = blosc2.asarray(data, chunks=(700, 7), blocks=(100, 7))
+    arr = blosc2.asarray(data, chunks=chunks, blocks=blocks)
     framer = ChunkFramer(arr)
+    assert framer.plain is plain
     reference = ChunkFramer(arr)
     for i in range(arr.schunk.nchunks):
         chunk = arr.schunk.get_chunk(i)
         frame = framer.frame(chunk)
-        reference._scratch.schunk.update_chunk(0, chunk)
+        reference._update(0, chunk)
         if len(chunk) > 32 + 4:  # blosc2 records special-value chunks in the frame's index
             assert frame == reference._scratch.to_cframe(), i
-        back = blosc2.ndarray_from_cframe(frame)[...].view(np.float32)
+        if plain:
+            back = np.frombuffer(blosc2.schunk_from_cframe(frame).decompress_chunk(0), np.float32)
+        else:
+            back = blosc2.ndarray_from_cframe(frame)[...].view(np.float32)
         rows = data[i * 700 : (i + 1) * 700]
         np.testing.assert_array_equal(back[: len(rows)], rows)
     assert framer._head is not None  # it did splice

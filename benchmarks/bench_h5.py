@@ -1,0 +1,149 @@
+"""Tuned HDF5 against h5py + hdf5plugin's Blosc2 filter at fixed parameters (a script, not a test).
+
+For each dataset, chunking and mode, in one run:
+
+1. Write throughput: ``compress(data, config, urlpath="x.h5:/d")`` (the Python engine, the
+   model on every chunk, each chunk written directly) against ``h5py`` creating the same dataset
+   through hdf5plugin's Blosc2 filter with the category the model chose most (same chunks).
+   The filter takes one shuffle-type filter and no split mode: a bytedelta category is written
+   with its shuffle only, and the filter keeps blosc2's default split mode and its own blocks.
+2. Read throughput: ``h5py`` reading the whole tuned dataset against the fixed one (both
+   through the filter).
+
+Both writers use one compression thread (the filter always does); best of ``--repeats``.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_h5.py [--models DIR] [--repeats 3]
+
+Without ``--models`` small models are trained first (``bench_out/models``, reused afterwards).
+Timings on a shared 2-core machine are noisy: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from btune_wrap import BtuneConfig
+from btune_wrap.categories import Category, Filter
+from btune_wrap.data import mixed_int, rand_int
+from btune_wrap.infer import compress
+from btune_wrap.model import load_model
+
+
+def datasets(seed: int = 0) -> dict[str, tuple[np.ndarray, list[tuple[int, ...]]]]:
+    """The mixed int64 series (1-D) and a smooth float32 field with noise (2-D), each with
+    the chunk shapes to try."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:1000, 0:2000].astype(np.float32)
+    field = np.sin(x / 150) * np.cos(y / 90) * 40 + rng.normal(0, 0.05, x.shape)
+    return {
+        "mixed": (mixed_int(400, run=10, seed=seed), [(5000,), (100_000,)]),
+        "field": (field.astype(np.float32), [(250, 500), (100, 2000)]),
+    }
+
+
+def fixed_filter(cat: Category) -> hdf5plugin.Blosc2:
+    """hdf5plugin's Blosc2 filter closest to ``cat`` (bytedelta -> its shuffle)."""
+    shuffle = Filter.SHUFFLE if cat.filter is Filter.BYTEDELTA else cat.filter
+    return hdf5plugin.Blosc2(cname=cat.codec.name.lower(), clevel=cat.clevel, filters=int(shuffle))
+
+
+def _best(fn, repeats: int) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def case(
+    data: np.ndarray, chunks: tuple[int, ...], models: Path, mode: str, repeats: int, work: Path
+) -> dict[str, object]:
+    config = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models, use_inference=-1)
+    model = load_model(models, mode)
+    tuned, fixed = work / f"tuned-{mode}.h5", work / f"fixed-{mode}.h5"
+    tuned.unlink(missing_ok=True)
+    _, trace = compress(data, config, "python", urlpath=f"{tuned}:/d", chunks=chunks, nthreads=1)
+    counts = Counter(i.category for i in trace.inferences)
+    cat = model.categories[counts.most_common(1)[0][0]]
+    filt = fixed_filter(cat)
+
+    def write_tuned() -> None:  # a new file each time, as h5py's mode "w" for the fixed one
+        tuned.unlink()
+        compress(data, config, "python", urlpath=f"{tuned}:/d", chunks=chunks, nthreads=1)
+
+    def write_fixed() -> None:
+        with h5py.File(fixed, "w") as h5:
+            h5.create_dataset("d", data=data, chunks=chunks, compression=filt)
+
+    def reader(path: Path):
+        def read() -> None:
+            with h5py.File(path, "r") as h5:
+                h5["d"][...]
+
+        return read
+
+    t_wt, t_wf = _best(write_tuned, repeats), _best(write_fixed, repeats)
+    t_rt, t_rf = _best(reader(tuned), repeats), _best(reader(fixed), repeats)
+    mb = data.nbytes / 1e6
+    return {
+        "category": f"{cat.name} ({len(counts)} chosen)",
+        "size_tuned": tuned.stat().st_size / 1e6,
+        "size_fixed": fixed.stat().st_size / 1e6,
+        "write_tuned": mb / t_wt,
+        "write_fixed": mb / t_wf,
+        "read_tuned": mb / t_rt,
+        "read_fixed": mb / t_rf,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", type=Path, help="models directory (default: train small ones)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per case, best kept (3)")
+    p.add_argument("--out", type=Path, default=Path("bench_out"), help="work directory")
+    args = p.parse_args(argv)
+    models = args.models
+    if models is None:
+        models = args.out / "models"
+        if not (models / "model_comp.tflite").exists():
+            from btune_wrap.demo import train_models
+
+            print(f"Training small models into {models} ...", flush=True)
+            train_models(rand_int(600 * 5000, seed=42), args.out, models)
+
+    print(f"MB/s (best of {args.repeats}), tradeoff 0.5, one thread; sizes in MB")
+    head = f"{'data':<6} {'chunks':<12} {'mode':<7} {'most chosen (of n)':<38} {'size t/f':>11}"
+    print(
+        f"{head} {'write t':>8} {'fixed':>6} {'ratio':>6} {'read t':>7} {'fixed':>6} {'ratio':>6}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (data, shapes) in datasets().items():
+            for chunks in shapes:
+                for mode in ("COMP", "DECOMP"):
+                    r = case(data, chunks, models, mode, args.repeats, Path(tmp))
+                    print(
+                        f"{name:<6} {str(chunks):<12} {mode:<7} {r['category']:<38} "
+                        f"{r['size_tuned']:5.1f}/{r['size_fixed']:<5.1f} "
+                        f"{r['write_tuned']:8.0f} {r['write_fixed']:6.0f} "
+                        f"{r['write_tuned'] / r['write_fixed']:6.2f} "
+                        f"{r['read_tuned']:7.0f} {r['read_fixed']:6.0f} "
+                        f"{r['read_tuned'] / r['read_fixed']:6.2f}",
+                        flush=True,
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
