@@ -42,12 +42,12 @@ $(NEWEST_STAMP): pyproject.toml constraints-newest.txt
 	rm -rf $(NEWEST)
 	$(PYTHON) -m venv $(NEWEST)
 	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt pip setuptools
-	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt -e . pytest
+	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt -e . pytest h5py hdf5plugin
 	touch $(NEWEST_STAMP)
 
 test-newest: $(STAMP) $(NEWEST_STAMP)
 	$(BIN)/python -m tests.test_engines_newest $(TEST_MODELS)
-	BTUNE_WRAP_TEST_MODELS=$(TEST_MODELS) $(NEWEST)/bin/python -m pytest -q tests/test_engines_newest.py tests/test_infer_fast.py
+	BTUNE_WRAP_TEST_MODELS=$(TEST_MODELS) $(NEWEST)/bin/python -m pytest -q tests/test_engines_newest.py tests/test_infer_fast.py tests/test_h5sink.py
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -181,6 +181,23 @@ def test_native_refused_before_writing(models_dir, tmp_path):
     assert trace.engine == "python" and target.exists()
 
 
+@pytest.mark.parametrize("shape_chunks_blocks", SHAPES, ids=["1d", "2d", "3d"])
+def test_hdf5_output_writes_and_reads_back(models_dir, tmp_path, shape_chunks_blocks):
+    """The tuned HDF5 dataset (btune_wrap.h5sink) on this blosc2: written, then read by h5py
+    through hdf5plugin's Blosc2 filter, with edge chunks and blocks that do not divide them."""
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("hdf5plugin")
+    shape, chunks, blocks = shape_chunks_blocks
+    config = BtuneConfig(tradeoff=0.5, perf_mode="DECOMP", models_dir=models_dir)
+    for i, dtype in enumerate(("i2", "f8", "c8", "?")):
+        data = make_data(shape, np.dtype(dtype), seed=i)
+        out = f"{tmp_path / 'out.h5'}:/g/d{i}"
+        written, trace = compress(data, config, urlpath=out, chunks=chunks, blocks=blocks)
+        assert trace.engine == "python" and len(trace.inferences) == written.nchunks
+        with h5py.File(tmp_path / "out.h5", "r") as h5:
+            np.testing.assert_array_equal(h5[f"g/d{i}"][...], data, err_msg=dtype)
+
+
 if __name__ == "__main__":
     # Produce the models directory the newest-blosc2 job uses (run with the main venv).
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/test-models")
