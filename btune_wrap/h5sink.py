@@ -448,13 +448,20 @@ def blosc2_filter(category: Category) -> tuple[int, ...]:
 
 
 def tuning_record(engine: PythonEngine, trace: Trace) -> str:
-    """The :data:`TUNING_ATTR` value: how the dataset was tuned, as a JSON object."""
+    """The :data:`TUNING_ATTR` value: how the dataset was tuned, as a JSON object.
+
+    Keys: ``tradeoff``, ``perf_mode``, ``use_inference``, ``model`` (the ``.tflite`` path or
+    null), ``engine``, ``btune_wrap_version`` and ``chunks_per_parameters`` (how many chunks
+    each ``codec-filter-clevel[-split]`` compressed).
+    """
     from . import __version__
 
     config, model = engine.config, engine.model
     counts: dict[str, int] = {}
     for row in trace.rows:
-        key = f"{row.codec}-{row.filter}-{row.clevel}-split{row.split}"
+        # codec-filter-clevel, "-split" where blocks are always split
+        key = f"{row.codec}-{Filter(row.filter).name.lower()}-{row.clevel}"
+        key += "-split" if row.split else ""
         counts[key] = counts.get(key, 0) + 1
     tradeoff = config.tradeoff
     return json.dumps(
