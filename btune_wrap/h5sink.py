@@ -42,7 +42,7 @@ import numpy as np
 from .atomic import atomic_path
 from .categories import Category, Filter, default_category
 from .errors import ConfigError, InputError, invalid
-from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner
+from .sources import HDF5_SUFFIXES, _check_shape, _is_hdf5, _split_inner
 
 if TYPE_CHECKING:
     import blosc2
@@ -213,16 +213,19 @@ def _same_dataset(target: H5Target, source: object) -> bool:
     return os.path.samefile(file, target.file) and "/" + inner.strip("/") == target.dataset
 
 
-def check_array(array: np.ndarray, chunks: Sequence[int] | None) -> None:
-    """Refuse arrays and chunk shapes an HDF5 Blosc2 dataset cannot hold.
+def check_array(
+    array: np.ndarray, chunks: Sequence[int] | None, blocks: Sequence[int] | None = None
+) -> None:
+    """Refuse arrays, chunk and block shapes an HDF5 Blosc2 dataset cannot hold.
 
     Raises
     ------
     InputError
-        A 0-d or empty array, a dtype h5py does not store as it is (see :data:`H5_KINDS`;
-        structured dtypes of those are accepted) or wider than :data:`MAX_ITEMSIZE` bytes, or a
-        chunk shape larger than the array in some dimension (HDF5 refuses those for a dataset
-        of fixed size).
+        A 0-d or empty array; a dtype h5py does not store as it is (see :data:`H5_KINDS`;
+        structured dtypes of those are accepted) or wider than :data:`MAX_ITEMSIZE` bytes;
+        chunks or blocks that are not one positive integer per dimension, blocks larger than
+        the chunks, or chunks larger than the array in some dimension (HDF5 refuses those for
+        a dataset of fixed size).
     """
     shape, dtype = array.shape, array.dtype
     if not shape or math.prod(shape) == 0:
@@ -233,19 +236,20 @@ def check_array(array: np.ndarray, chunks: Sequence[int] | None) -> None:
             f"dtype of those) of at most {MAX_ITEMSIZE} bytes"
         )
         raise InputError(invalid("data.dtype", str(dtype), expected))
-    if chunks is not None and (
-        len(chunks) != len(shape) or any(c > s for c, s in zip(chunks, shape, strict=True))
-    ):
-        raise InputError(
-            invalid("chunks", tuple(chunks), f"no larger than the data's shape {shape}")
-        )
+    chunks = _check_shape("chunks", chunks, len(shape))
+    blocks = _check_shape("blocks", blocks, len(shape))
+    if chunks is not None and any(c > s for c, s in zip(chunks, shape, strict=True)):
+        raise InputError(invalid("chunks", chunks, f"no larger than the data's shape {shape}"))
+    too_big = chunks and blocks and any(b > c for b, c in zip(blocks, chunks, strict=True))
+    if too_big:
+        raise InputError(invalid("blocks", blocks, f"no larger than the chunks {chunks}"))
 
 
 def _h5_dtype(dtype: np.dtype) -> bool:
     if dtype.names:
         return all(_h5_dtype(dtype.fields[n][0]) for n in dtype.names)
-    if dtype.subdtype is not None:
-        return _h5_dtype(dtype.subdtype[0]) and dtype.ndim == 0
+    if dtype.subdtype is not None:  # a sub-array field of a compound type
+        return _h5_dtype(dtype.subdtype[0])
     return dtype.kind in H5_KINDS
 
 
@@ -393,7 +397,7 @@ def write_h5(
     from .plugin import implicit_tuner_off
 
     data = np.asarray(array)
-    check_array(data, chunks)
+    check_array(data, chunks, blocks)
     check_target(target, force=force)
     kwargs: dict[str, Any] = {"chunks": chunks, "blocks": blocks}
     if nthreads is not None:

@@ -291,6 +291,31 @@ def test_chunks_larger_than_the_data_are_refused(models_dir, tmp_path, existing)
     assert (_digest(out) if existing else out.exists()) == (before if existing else False)
 
 
+@pytest.mark.parametrize(
+    "chunks, blocks, message",
+    [((0,), None, "positive integers"), ((50, 2), None, "one per dimension"),
+     ((50,), (60,), "no larger than the chunks")],
+)  # fmt: skip
+def test_bad_chunk_and_block_shapes_are_refused(models_dir, tmp_path, chunks, blocks, message):
+    out = tmp_path / "new.h5"
+    with pytest.raises(InputError, match=message):
+        compress(np.arange(100.0), _config(models_dir), urlpath=f"{out}:/x", chunks=chunks,
+                 blocks=blocks)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_of_the_same_file_is_the_input(models_dir, tmp_path):
+    out = tmp_path / "same.h5"
+    data = make_data((3000, 4), np.dtype([("t", "<i8"), ("v", "<f4", (3,))]), seed=1)
+    with h5py.File(out, "w") as h5:
+        h5["raw"] = data
+        h5["raw"].attrs["units"] = "m/s"
+    compress(f"{out}:/raw", _config(models_dir), urlpath=f"{out}:/tuned/raw", chunks=(500, 4))
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["tuned/raw"][...], h5["raw"][...])
+        assert h5["tuned/raw"].attrs["units"] == "m/s"
+
+
 def test_native_engine_is_refused_for_hdf5(models_dir, tmp_path):
     with pytest.raises(ConfigError, match="tunes only Blosc2 super-chunks"):
         compress(np.arange(100.0), _config(models_dir), "native", urlpath=tmp_path / "n.h5:/x")
