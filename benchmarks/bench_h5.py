@@ -10,7 +10,11 @@ For each dataset, chunking and mode, in one run:
 2. Read throughput: ``h5py`` reading the whole tuned dataset against the fixed one (both
    through the filter).
 
-Both writers use one compression thread (the filter always does); best of ``--repeats``.
+Mode ``NONE`` writes every chunk with blosc2's default parameters through the same path (no
+model, no tweak), next to the filter with those parameters: the cost of the write path alone.
+
+Both writers use one compression thread (the filter always does); best of ``--repeats``, the
+two sides taking turns.
 
 Usage::
 
@@ -34,7 +38,7 @@ import hdf5plugin
 import numpy as np
 
 from btune_wrap import BtuneConfig
-from btune_wrap.categories import Category, Filter
+from btune_wrap.categories import Category, Filter, default_category
 from btune_wrap.data import mixed_int, rand_int
 from btune_wrap.infer import compress
 from btune_wrap.model import load_model
@@ -44,11 +48,11 @@ def datasets(seed: int = 0) -> dict[str, tuple[np.ndarray, list[tuple[int, ...]]
     """The mixed int64 series (1-D) and a smooth float32 field with noise (2-D), each with
     the chunk shapes to try."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:1000, 0:2000].astype(np.float32)
+    y, x = np.mgrid[0:2000, 0:4000].astype(np.float32)
     field = np.sin(x / 150) * np.cos(y / 90) * 40 + rng.normal(0, 0.05, x.shape)
-    return {
-        "mixed": (mixed_int(400, run=10, seed=seed), [(5000,), (100_000,)]),
-        "field": (field.astype(np.float32), [(250, 500), (100, 2000)]),
+    return {  # 32 MB each
+        "mixed": (mixed_int(800, run=10, seed=seed), [(5000,), (100_000,)]),
+        "field": (field.astype(np.float32), [(250, 500), (100, 4000)]),
     }
 
 
@@ -58,30 +62,41 @@ def fixed_filter(cat: Category) -> hdf5plugin.Blosc2:
     return hdf5plugin.Blosc2(cname=cat.codec.name.lower(), clevel=cat.clevel, filters=int(shuffle))
 
 
-def _best(fn, repeats: int) -> float:
-    best = np.inf
+def _best(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    """Best time of each function; they take turns, so that both see the same machine load."""
+    best = dict.fromkeys(fns, np.inf)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
 
 def case(
     data: np.ndarray, chunks: tuple[int, ...], models: Path, mode: str, repeats: int, work: Path
 ) -> dict[str, object]:
-    config = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models, use_inference=-1)
-    model = load_model(models, mode)
     tuned, fixed = work / f"tuned-{mode}.h5", work / f"fixed-{mode}.h5"
     tuned.unlink(missing_ok=True)
-    _, trace = compress(data, config, "python", urlpath=f"{tuned}:/d", chunks=chunks, nthreads=1)
-    counts = Counter(i.category for i in trace.inferences)
-    cat = model.categories[counts.most_common(1)[0][0]]
+    # NONE: no model and no tweak, every chunk with blosc2's default parameters; the same
+    # parameters as the fixed side, so that the ratio is the cost of the write path alone.
+    kw = {"chunks": chunks, "nthreads": 1, "max_tweaks": 0 if mode == "NONE" else 8}
+    if mode == "NONE":
+        config = BtuneConfig(tradeoff=0.5, use_inference=0)
+    else:
+        config = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models, use_inference=-1)
+    _, trace = compress(data, config, "python", urlpath=f"{tuned}:/d", **kw)
+    if mode == "NONE":
+        counts: Counter = Counter([0])
+        cat = default_category()
+    else:
+        counts = Counter(i.category for i in trace.inferences)
+        cat = load_model(models, mode).categories[counts.most_common(1)[0][0]]
     filt = fixed_filter(cat)
 
     def write_tuned() -> None:  # a new file each time, as h5py's mode "w" for the fixed one
         tuned.unlink()
-        compress(data, config, "python", urlpath=f"{tuned}:/d", chunks=chunks, nthreads=1)
+        compress(data, config, "python", urlpath=f"{tuned}:/d", **kw)
 
     def write_fixed() -> None:
         with h5py.File(fixed, "w") as h5:
@@ -94,8 +109,8 @@ def case(
 
         return read
 
-    t_wt, t_wf = _best(write_tuned, repeats), _best(write_fixed, repeats)
-    t_rt, t_rf = _best(reader(tuned), repeats), _best(reader(fixed), repeats)
+    t_wt, t_wf = _best({"tuned": write_tuned, "fixed": write_fixed}, repeats).values()
+    t_rt, t_rf = _best({"tuned": reader(tuned), "fixed": reader(fixed)}, repeats).values()
     mb = data.nbytes / 1e6
     return {
         "category": f"{cat.name} ({len(counts)} chosen)",
@@ -131,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (data, shapes) in datasets().items():
             for chunks in shapes:
-                for mode in ("COMP", "DECOMP"):
+                for mode in ("NONE", "COMP", "DECOMP"):
                     r = case(data, chunks, models, mode, args.repeats, Path(tmp))
                     print(
                         f"{name:<6} {str(chunks):<12} {mode:<7} {r['category']:<38} "

@@ -399,9 +399,21 @@ def write_h5(
     data = np.asarray(array)
     check_array(data, chunks, blocks)
     check_target(target, force=force)
-    kwargs: dict[str, Any] = {"chunks": chunks, "blocks": blocks}
+    from .infer import _layout
+
+    # The shapes PythonEngine.write picks for a .b2nd, from its cache: asking blosc2.empty
+    # without blocks compresses 8 MB of zeros for a blocksize hint on every call (8 ms here).
+    kwargs: dict[str, Any] = {}
     if nthreads is not None:
         kwargs["cparams"] = {"nthreads": nthreads}
+    kwargs["chunks"], kwargs["blocks"] = _layout(
+        data.shape,
+        data.dtype.str,
+        None if chunks is None else tuple(int(c) for c in chunks),
+        None if blocks is None else tuple(int(b) for b in blocks),
+        nthreads,
+        repr(sorted(blosc2.cparams_dflts.items())),
+    )
     with implicit_tuner_off():
         layout = blosc2.empty(data.shape, dtype=data.dtype, **kwargs)
         check_array(data, tuple(layout.chunks))
