@@ -258,7 +258,8 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_gather(args: argparse.Namespace) -> int:
     from .categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES
-    from .measure import gather, summarize
+    from .measure import gather
+    from .measurements import summarize
 
     named = {"default": DEFAULT_CATEGORIES, "split": SPLIT_CATEGORIES}
     text = args.categories.strip()

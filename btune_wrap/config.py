@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import ConfigError, invalid
+from .parse import parse_bool, parse_int, parse_tradeoff
 
 #: Bandwidth unit of the plugin: KiB/s. Its default is 20 GiB/s.
 DEFAULT_BANDWIDTH_KBPS = 20 * 1024 * 1024
@@ -123,14 +124,12 @@ class BtuneConfig:
                 raise ConfigError(
                     invalid("models_dir", str(self.models_dir), "a path under 255 bytes")
                 )
-        use_inference = _check_int("use_inference", self.use_inference, low=-1)
-        set_(self, "use_inference", use_inference)
+        set_(self, "use_inference", parse_int("use_inference", self.use_inference, -1))
         for name in ("nwaits", "nsofts", "nhards"):
-            set_(self, name, _check_int(name, getattr(self, name), low=0))
-        set_(self, "bandwidth", _check_int("bandwidth", self.bandwidth, low=1, high=2**32 - 1))
+            set_(self, name, parse_int(name, getattr(self, name), 0))
+        set_(self, "bandwidth", parse_int("bandwidth", self.bandwidth, 1, 2**32 - 1))
         for name in ("cparams_hint", "trace"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(invalid(name, getattr(self, name), "True or False"))
+            set_(self, name, parse_bool(name, getattr(self, name)))
 
     # -- construction from the environment -------------------------------------------------
 
@@ -172,11 +171,6 @@ class BtuneConfig:
 
     # -- views used by the plugin driver ---------------------------------------------------
 
-    @property
-    def tradeoff_tuple(self) -> tuple[float, ...]:
-        """The tradeoff as the plugin stores it: one value or three."""
-        return self.tradeoff if isinstance(self.tradeoff, tuple) else (self.tradeoff,)
-
     def plugin_kwargs(self) -> dict[str, object]:
         """Keyword arguments for ``blosc2_btune.set_params_defaults``."""
         import blosc2_btune
@@ -196,19 +190,6 @@ class BtuneConfig:
             "nhards": self.nhards,
             "repeat_mode": blosc2_btune.RepeatMode[self.repeat_mode.name],
         }
-
-    def to_env(self) -> dict[str, str]:
-        """The ``BTUNE_*`` variables the plugin reads at run time for this config.
-
-        Only the variables that the plugin reads from the environment and that must be present
-        for this config (``BTUNE_MODELS_DIR``, ``BTUNE_USE_INFERENCE``, ``BTUNE_TRACE``).
-        """
-        env: dict[str, str] = {"BTUNE_USE_INFERENCE": str(self.use_inference)}
-        if self.models_dir is not None:
-            env["BTUNE_MODELS_DIR"] = str(self.models_dir)
-        if self.trace:
-            env["BTUNE_TRACE"] = "1"
-        return env
 
 
 def parse_env_tradeoff(raw: str) -> Tradeoff:
@@ -247,10 +228,7 @@ def _check_tradeoff(value: object) -> Tradeoff:
     if isinstance(value, bool):
         raise ConfigError(invalid("tradeoff", value, "a float in [0, 1] or a triple"))
     if isinstance(value, (int, float)):
-        value = float(value)
-        if not (0.0 <= value <= 1.0) or math.isnan(value):
-            raise ConfigError(invalid("tradeoff", value, "a float in [0, 1]"))
-        return value
+        return parse_tradeoff("tradeoff", value)
     if isinstance(value, (tuple, list)) and len(value) == 3:
         try:
             triple = tuple(float(v) for v in value)
@@ -271,12 +249,3 @@ def _check_tradeoff(value: object) -> Tradeoff:
     raise ConfigError(
         invalid("tradeoff", value, "a float in [0, 1] or a (cratio, speed, quality) triple")
     )
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(invalid(name, value, f"an integer >= {low}"))
-    if value < low or (high is not None and value > high):
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(invalid(name, value, f"an integer {rng}"))
-    return value

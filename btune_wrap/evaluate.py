@@ -13,9 +13,9 @@ clevel, split mode), and each choice is scored with the one objective of
     features stored by the gather), run through LiteRT (:meth:`BtuneModel.choose_many`).
 ``fixed_best``
     The single measured category a user would pick after trying every one on the whole dataset
-    once: at each tradeoff, the category maximizing ``J`` of its dataset totals,
-    ``objective(sum nbytes / sum cbytes, sum nbytes / sum time, t)`` over all chunks of all
-    measurement directories (lowest index in the measured order on ties).
+    once: per measurement directory and tradeoff, the category of best mean ``J`` over its
+    chunks (:func:`btune_wrap.objective.hindsight_best`; lowest index in the measured order on
+    ties).
 ``genetic``
     The parameters the Btune plugin's genetic search settles on (the last winner of its trace)
     when it writes the whole source at that tradeoff in this mode, used for every chunk. Only
@@ -27,7 +27,7 @@ clevel, split mode), and each choice is scored with the one objective of
 
 A chosen category that the measurement holds is looked up in its tables; any other (blosc2's
 defaults, the genetic winner, model categories outside the measured set) is measured on the
-chunk itself with :func:`btune_wrap.measure.measure_cparams`, the gather's own routine, with
+chunk itself with :func:`btune_wrap.compressor.measure_cparams`, the gather's own routine, with
 the measurement's repeats and threads, so every method is compared on equal terms.
 
 Per tradeoff and method :class:`Evaluation` holds the mean regret against the oracle and the
@@ -54,14 +54,24 @@ from .atomic import atomic_dir
 from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, invalid
-from .objective import TRADEOFFS, best_index, objective, objective_matrix, parse_mode, regret
+from .objective import (
+    TRADEOFFS,
+    best_index,
+    gain,
+    hindsight_best,
+    objective_matrix,
+    parse_mode,
+    regret,
+    totals,
+)
+from .parse import parse_tradeoffs
 from .plugin import installed_version, plugin_support, write_tuned
 
 if TYPE_CHECKING:
     import blosc2
     import pandas as pd
 
-    from .measure import Measurements
+    from .measurements import Measurements
     from .model import BtuneModel
     from .sources import ChunkSource
     from .trace import TraceRow
@@ -267,10 +277,10 @@ def evaluate(
     """
     import pandas as pd
 
-    from .measure import load_many
+    from .measurements import load_many
 
     perf = parse_mode(mode)
-    tradeoffs = check_tradeoffs(tradeoffs)
+    tradeoffs = parse_tradeoffs("tradeoffs", tradeoffs)
     wanted = _check_methods(methods)
     model = None
     if Method.MODEL in wanted:
@@ -316,7 +326,7 @@ def evaluate(
             if method in picks:
                 frames.append(ds.frame(method, picks[method][i], j, j_oracle, tradeoffs, catalog))
     choices = pd.concat(frames, ignore_index=True)
-    summary = summarize(choices, perf)
+    summary = summary_table(choices, perf)
     frontier = frontier_table(datasets_matrices(datasets), measured, perf)
     meta = _meta(models_dir, model, datasets, perf, tradeoffs, wanted, genetic_info)
     return Evaluation(perf, summary, choices, frontier, notes, meta)
@@ -348,9 +358,9 @@ def _choose(
             ]
             picks[Method.MODEL].append(model_ids[np.asarray(rows, dtype=np.int64)])
     if Method.FIXED_BEST in wanted:
-        fixed = fixed_best(datasets_matrices(datasets), perf, tradeoffs)
         picks[Method.FIXED_BEST] = [
-            np.repeat(fixed[:, None], ds.nchunks, axis=1) for ds in datasets
+            np.repeat(ds.fixed_best(perf, tradeoffs)[:, None], ds.nchunks, axis=1)
+            for ds in datasets
         ]
     if Method.GENETIC in wanted:
         support = plugin_support()
@@ -388,23 +398,6 @@ def _choose(
             np.full((ntrade, ds.nchunks), default_id, dtype=np.int64) for ds in datasets
         ]
     return picks
-
-
-def check_tradeoffs(tradeoffs: Sequence[float]) -> tuple[float, ...]:
-    """Validate tradeoffs: a non-empty sequence (or array) of distinct numbers in [0, 1]."""
-    expected = "a non-empty sequence of distinct numbers in [0, 1]"
-    try:
-        items = [] if isinstance(tradeoffs, (str, bytes)) else list(tradeoffs)
-    except TypeError:
-        raise ConfigError(invalid("tradeoffs", tradeoffs, expected)) from None
-    numbers = (int, float, np.floating, np.integer)
-    ok = bool(items) and all(
-        not isinstance(t, bool) and isinstance(t, numbers) and 0.0 <= float(t) <= 1.0 for t in items
-    )
-    values = tuple(float(t) for t in items) if ok else ()
-    if not ok or len(set(values)) != len(values):
-        raise ConfigError(invalid("tradeoffs", tradeoffs, expected))
-    return values
 
 
 def _check_methods(methods: Sequence[Method | str]) -> tuple[Method, ...]:
@@ -486,32 +479,6 @@ def datasets_matrices(datasets: Sequence[_Dataset]) -> tuple[np.ndarray, ...]:
     )
 
 
-def totals(nbytes, cbytes, ctime, dtime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dataset totals per category (last axis): cratio, compression and decompression speed.
-
-    ``sum nbytes / sum cbytes`` and ``sum nbytes / sum time`` over the chunks (axis 0).
-    """
-    total = float(np.sum(nbytes))
-    return (
-        total / np.sum(cbytes, axis=0),
-        total / np.maximum(np.sum(ctime, axis=0), 1e-12),
-        total / np.maximum(np.sum(dtime, axis=0), 1e-12),
-    )
-
-
-def fixed_best(
-    matrices: tuple[np.ndarray, ...], mode: PerfMode, tradeoffs: Sequence[float]
-) -> np.ndarray:
-    """Index of the fixed-best category per tradeoff (see the module docstring).
-
-    ``matrices`` is ``(nbytes, cbytes, ctime, dtime)`` with one column per measured category.
-    """
-    cratio, cspeed, dspeed = totals(*matrices)
-    speed = dspeed if mode is PerfMode.DECOMP else cspeed
-    t = np.asarray(tradeoffs, dtype=np.float64)[:, None]
-    return best_index(objective(cratio[None], speed[None], t))
-
-
 def frontier_table(
     matrices: tuple[np.ndarray, ...], categories: Sequence[Category], mode: PerfMode
 ) -> pd.DataFrame:
@@ -535,7 +502,7 @@ def frontier_table(
     )
 
 
-def summarize(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
+def summary_table(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
     """Per (tradeoff, method): mean/max regret, dataset totals, the choice and the best method."""
     import pandas as pd
 
@@ -548,13 +515,14 @@ def summarize(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
             choice = str(counts.index[0])
         else:
             choice = f"{len(counts)} categories, mostly {counts.index[0]}"
-        cspeed = nbytes / max(float(g["ctime"].sum()), 1e-12)
-        dspeed = nbytes / max(float(g["dtime"].sum()), 1e-12)
+        _, cspeed, dspeed = totals(nbytes, g["cbytes"].sum(), g["ctime"].sum(), g["dtime"].sum())
+        cspeed, dspeed = float(cspeed), float(dspeed)
         records.append(
             {
                 "tradeoff": float(t),
                 "method": method,
                 "mean_regret": float(g["regret"].mean()),
+                "mean_gain": float(g["gain"].mean()),
                 "max_regret": float(g["regret"].max()),
                 "cratio": nbytes / float(g["cbytes"].sum()),
                 "cspeed_gbs": cspeed / 1e9,
@@ -619,6 +587,15 @@ class _Dataset:
     def repeats(self) -> int:
         return int(self.meas.meta.get("repeats") or 1)
 
+    def fixed_best(self, mode: PerfMode, tradeoffs: Sequence[float]) -> np.ndarray:
+        """Per tradeoff, the index of the measured category of best mean ``J`` over this
+        dataset's chunks (the hindsight single category)."""
+        k = len(self.meas.categories)
+        j = objective_matrix(
+            self.nbytes, self.cbytes[:, :k], self.ctime[:, :k], self.dtime[:, :k], mode, tradeoffs
+        )
+        return hindsight_best(j)
+
     def _check_complete(self) -> None:
         meta, where = self.meas.meta, f"measurements {self.name!r}"
         n = self.meas.nchunks
@@ -654,7 +631,7 @@ class _Dataset:
 
     def fill_costs(self, catalog: _Catalog, picks: Sequence[np.ndarray], *, progress: bool):
         """Grow the cost matrices to the catalog and measure the chosen unknown costs."""
-        from .measure import measure_cparams
+        from .compressor import measure_cparams
 
         n, k = self.cbytes.shape
         extra = len(catalog.categories) - k
@@ -731,6 +708,7 @@ class _Dataset:
                 "j": j_chosen.ravel(),
                 "j_oracle": j_oracle.ravel(),
                 "regret": regret(j_chosen, j_oracle).ravel(),
+                "gain": gain(j_chosen, j_oracle).ravel(),
                 "cost_from": np.where(self.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
             }
         )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import posixpath
 import struct
@@ -41,14 +40,16 @@ import numpy as np
 
 from .atomic import atomic_path
 from .categories import Category, Filter, default_category
+from .engine import PythonEngine, _layout
 from .errors import ConfigError, InputError, invalid
-from .sources import HDF5_SUFFIXES, _check_shape, _is_hdf5, _split_inner
+from .parse import parse_optional_shape, parse_threads
+from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner, check_array
 
 if TYPE_CHECKING:
     import blosc2
     import h5py
 
-    from .infer import Engine, PythonEngine
+    from .infer import Engine
     from .trace import Trace
 
 #: The Blosc2 HDF5 filter's registered id.
@@ -213,36 +214,30 @@ def _same_dataset(target: H5Target, source: object) -> bool:
     return os.path.samefile(file, target.file) and "/" + inner.strip("/") == target.dataset
 
 
-def check_array(
-    array: np.ndarray, chunks: Sequence[int] | None, blocks: Sequence[int] | None = None
-) -> None:
-    """Refuse arrays, chunk and block shapes an HDF5 Blosc2 dataset cannot hold.
+def check_h5_array(array: np.ndarray, chunks: Sequence[int] | None = None) -> None:
+    """Refuse arrays and chunk shapes an HDF5 Blosc2 dataset cannot hold (chunk and block
+    shapes themselves are checked by :func:`btune_wrap.sources.resolve_layout`).
 
     Raises
     ------
     InputError
-        A 0-d or empty array; a dtype h5py does not store as it is (see :data:`H5_KINDS`;
-        structured dtypes of those are accepted) or wider than :data:`MAX_ITEMSIZE` bytes;
-        chunks or blocks that are not one positive integer per dimension, blocks larger than
-        the chunks, or chunks larger than the array in some dimension (HDF5 refuses those for
-        a dataset of fixed size).
+        What :func:`btune_wrap.sources.check_array` refuses; a dtype h5py does not store as it
+        is (see :data:`H5_KINDS`; structured dtypes of those are accepted) or wider than
+        :data:`MAX_ITEMSIZE` bytes; chunks larger than the array in some dimension (HDF5
+        refuses those for a dataset of fixed size).
     """
     shape, dtype = array.shape, array.dtype
-    if not shape or math.prod(shape) == 0:
-        raise InputError(invalid("data.shape", shape, "a non-empty array of 1 or more dims"))
+    check_array("data", shape, dtype, numeric=False)
     if not _h5_dtype(dtype) or dtype.itemsize > MAX_ITEMSIZE:
         expected = (
             f"a dtype h5py stores as it is (bool, integer, float, complex, or a structured "
             f"dtype of those) of at most {MAX_ITEMSIZE} bytes"
         )
         raise InputError(invalid("data.dtype", str(dtype), expected))
-    chunks = _check_shape("chunks", chunks, len(shape))
-    blocks = _check_shape("blocks", blocks, len(shape))
     if chunks is not None and any(c > s for c, s in zip(chunks, shape, strict=True)):
-        raise InputError(invalid("chunks", chunks, f"no larger than the data's shape {shape}"))
-    too_big = chunks and blocks and any(b > c for b, c in zip(blocks, chunks, strict=True))
-    if too_big:
-        raise InputError(invalid("blocks", blocks, f"no larger than the chunks {chunks}"))
+        raise InputError(
+            invalid("chunks", tuple(chunks), f"no larger than the data's shape {shape}")
+        )
 
 
 def _h5_dtype(dtype: np.dtype) -> bool:
@@ -374,7 +369,7 @@ def write_h5(
     engine
         The Python engine (its config and model make the decisions).
     array
-        The data (see :func:`check_array`).
+        The data (see :func:`check_h5_array`).
     target
         Where to write (see :func:`parse_target` and :func:`check_target`).
     chunks, blocks
@@ -397,10 +392,11 @@ def write_h5(
     from .plugin import implicit_tuner_off
 
     data = np.asarray(array)
-    check_array(data, chunks, blocks)
+    check_h5_array(data)
+    chunks = parse_optional_shape("chunks", chunks, data.ndim)
+    blocks = parse_optional_shape("blocks", blocks, data.ndim)
+    nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
     check_target(target, force=force)
-    from .infer import _layout
-
     # The shapes PythonEngine.write picks for a .b2nd, from its cache: asking blosc2.empty
     # without blocks compresses 8 MB of zeros for a blocksize hint on every call (8 ms here).
     kwargs: dict[str, Any] = {}
@@ -409,14 +405,14 @@ def write_h5(
     kwargs["chunks"], kwargs["blocks"] = _layout(
         data.shape,
         data.dtype.str,
-        None if chunks is None else tuple(int(c) for c in chunks),
-        None if blocks is None else tuple(int(b) for b in blocks),
+        chunks,
+        blocks,
         nthreads,
         repr(sorted(blosc2.cparams_dflts.items())),
     )
+    check_h5_array(data, kwargs["chunks"])
     with implicit_tuner_off():
         layout = blosc2.empty(data.shape, dtype=data.dtype, **kwargs)
-        check_array(data, tuple(layout.chunks))
         framer = ChunkFramer(layout)
     filter_ = blosc2_filter(default_category())
     with _dataset_slot(target, force) as (group, name):

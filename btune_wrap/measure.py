@@ -1,31 +1,23 @@
-"""Measurements: the probe features of every chunk and the real cost of every category on it.
+"""The gather: the probe features of every chunk and the real cost of every category on it.
 
-A measurement directory ``<input>.meas/`` (see ARCHITECTURE.md) holds ``meta.json``,
-``chunks.parquet`` (one row per chunk: ``chunk``, ``nbytes``, ``cratio_feature``,
-``speed_feature``, ``probe_time``) and ``results.parquet`` (one row per (chunk, category):
-``chunk``, ``category``, ``cbytes``, ``ctime``, ``dtime``). :class:`Measurements` is its
-in-memory form; training and evaluation read nothing else.
-
-:func:`gather` makes such a directory from an input (:mod:`btune_wrap.sources`): for each chunk,
-the plugin's inference-time features (:func:`btune_wrap.probe.chunk_features`), then for each
-category its compressed size and best compression and decompression times, all measured by
-one routine (:class:`Measurer`, :func:`measure_cparams`) that evaluation uses too.
+:func:`gather` makes a measurement directory (:mod:`btune_wrap.measurements`) from an input
+(:mod:`btune_wrap.sources`): for each chunk, the plugin's inference-time features
+(:func:`btune_wrap.probe.chunk_features`), then for each category its compressed size and best
+compression and decompression times, all measured by the one compressor
+(:class:`btune_wrap.compressor.ChunkCodec`) that evaluation and the Python engine use too.
+Checkpoints make an interrupted gather resumable.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import datetime
 import json
-import math
 import os
 import platform
 import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,407 +25,21 @@ import numpy as np
 
 from .atomic import atomic_dir
 from .categories import DEFAULT_CATEGORIES, Category, parse_categories
-from .errors import BtuneWrapError, ConfigError, InputError, MeasureError, invalid
-from .plugin import implicit_tuner_off, installed_version
+from .compressor import ChunkCodec
+from .errors import ConfigError, InputError, invalid
+from .measurements import (
+    CHUNK_COLUMNS,
+    CHUNKS_FILE,
+    MEAS_FORMAT,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    Measurements,
+)
+from .parse import parse_float, parse_int, parse_threads
+from .plugin import installed_version
 
 if TYPE_CHECKING:
-    import blosc2
-    import pandas as pd
-
     from .sources import ChunkSource
-
-#: Version of the directory layout written by :meth:`Measurements.save`.
-MEAS_FORMAT = 1
-META_FILE = "meta.json"
-CHUNKS_FILE = "chunks.parquet"
-RESULTS_FILE = "results.parquet"
-
-CHUNK_COLUMNS = {
-    "chunk": "int64",
-    "nbytes": "int64",
-    "cratio_feature": "float64",
-    "speed_feature": "float64",
-    "probe_time": "float64",
-}
-RESULT_COLUMNS = {
-    "chunk": "int64",
-    "category": "string",
-    "cbytes": "int64",
-    "ctime": "float64",
-    "dtime": "float64",
-}
-_META_KEYS = ("format", "source", "categories", "nchunks", "measured_chunks")
-
-
-@dataclass
-class Measurements:
-    """The contents of one measurement directory (or several combined).
-
-    Attributes
-    ----------
-    meta
-        ``meta.json`` as a dict (see ARCHITECTURE.md); ``meta["categories"]`` lists the
-        category names in order.
-    chunks
-        One row per measured chunk, sorted by ``chunk`` (columns :data:`CHUNK_COLUMNS`).
-    results
-        One row per (chunk, category) (columns :data:`RESULT_COLUMNS`).
-    path
-        The directory it was loaded from, if any.
-    """
-
-    meta: dict
-    chunks: pd.DataFrame
-    results: pd.DataFrame
-    path: Path | None = None
-    _cats: tuple[Category, ...] = field(default=(), init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    # -- views ----------------------------------------------------------------------------
-
-    @property
-    def categories(self) -> tuple[Category, ...]:
-        """The measured categories, in ``meta["categories"]`` order."""
-        return self._cats
-
-    @property
-    def nchunks(self) -> int:
-        """Number of measured chunks."""
-        return len(self.chunks)
-
-    @property
-    def name(self) -> str:
-        """A short label: the directory name, else the source."""
-        return self.path.name if self.path is not None else str(self.meta.get("source", "?"))
-
-    def features(self) -> np.ndarray:
-        """``(nchunks, 2)`` float64: raw cratio and speed features, in ``chunks`` order."""
-        return self.chunks[["cratio_feature", "speed_feature"]].to_numpy(np.float64)
-
-    def matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(nbytes, cbytes, ctime, dtime)`` aligned with ``chunks`` rows and categories.
-
-        ``nbytes`` has shape ``(nchunks,)``; the others ``(nchunks, ncategories)``.
-        """
-        names = [c.name for c in self._cats]
-        wide = self.results.pivot(index="chunk", columns="category")
-        order = self.chunks["chunk"].to_numpy()
-        out = [self.chunks["nbytes"].to_numpy(np.float64)]
-        for col in ("cbytes", "ctime", "dtime"):
-            out.append(wide[col].reindex(index=order, columns=names).to_numpy(np.float64))
-        return tuple(out)  # type: ignore[return-value]
-
-    # -- checks ---------------------------------------------------------------------------
-
-    def validate(self) -> None:
-        """Check columns, category names and completeness; raise :class:`InputError`."""
-        where = f"measurements {self.name!r}"
-        missing = [k for k in _META_KEYS if k not in self.meta]
-        if missing:
-            raise InputError(f"{where}: meta.json lacks {missing}")
-        if self.meta["format"] != MEAS_FORMAT:
-            raise InputError(invalid(f"{where}: format", self.meta["format"], str(MEAS_FORMAT)))
-        try:
-            self._cats = parse_categories(self.meta["categories"])
-        except BtuneWrapError as exc:
-            raise InputError(f"{where}: {exc}") from None
-        if not self._cats:
-            raise InputError(f"{where}: no category was measured")
-        for frame, cols, label in (
-            (self.chunks, CHUNK_COLUMNS, CHUNKS_FILE),
-            (self.results, RESULT_COLUMNS, RESULTS_FILE),
-        ):
-            absent = [c for c in cols if c not in frame.columns]
-            if absent:
-                raise InputError(f"{where}: {label} lacks the columns {absent}")
-        if self.chunks["chunk"].duplicated().any():
-            raise InputError(f"{where}: {CHUNKS_FILE} lists a chunk twice")
-        self.chunks = self.chunks.sort_values("chunk", ignore_index=True)
-        names = {c.name for c in self._cats}
-        unknown = set(self.results["category"].unique()) - names
-        if unknown:
-            raise InputError(f"{where}: results name categories not in meta.json: {unknown}")
-        counts = self.results.groupby("chunk")["category"].nunique()
-        chunk_ids = self.chunks["chunk"]
-        incomplete = chunk_ids[~chunk_ids.isin(counts[counts == len(names)].index)]
-        if len(incomplete):
-            raise InputError(
-                f"{where}: chunks {incomplete.tolist()[:10]} lack some of the "
-                f"{len(names)} categories in {RESULTS_FILE} (an interrupted gather? use --resume)"
-            )
-        extra = set(self.results["chunk"].unique()) - set(chunk_ids)
-        if extra:
-            raise InputError(f"{where}: results for chunks not in {CHUNKS_FILE}: {sorted(extra)}")
-
-    # -- files ----------------------------------------------------------------------------
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Measurements:
-        """Read a measurement directory; :class:`InputError` if it is not a complete one."""
-        import pandas as pd
-
-        path = Path(path)
-        if not path.is_dir():
-            raise InputError(invalid("measurement directory", str(path), "an existing directory"))
-        files = [path / META_FILE, path / CHUNKS_FILE, path / RESULTS_FILE]
-        absent = [f.name for f in files if not f.is_file()]
-        if absent:
-            raise InputError(
-                f"{str(path)!r} is not a measurement directory: it lacks {', '.join(absent)} "
-                "(make one with 'btune gather')"
-            )
-        try:
-            meta = json.loads(files[0].read_text())
-            chunks = pd.read_parquet(files[1])
-            results = pd.read_parquet(files[2])
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{str(path)!r} cannot be read as measurements: {exc}") from None
-        if not isinstance(meta, dict):
-            raise InputError(f"{str(files[0])!r}: expected a JSON object")
-        return cls(meta, chunks, results, path=path)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the directory atomically (aside, then renamed over ``path``)."""
-        path = Path(path)
-        with atomic_dir(path) as tmp:
-            (tmp / META_FILE).write_text(json.dumps(self.meta, indent=1) + "\n")
-            self.chunks.astype(CHUNK_COLUMNS).to_parquet(tmp / CHUNKS_FILE, index=False)
-            self.results.astype(RESULT_COLUMNS).to_parquet(tmp / RESULTS_FILE, index=False)
-        self.path = path
-        return path
-
-
-def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:
-    """Load several measurement directories that share one category set (in one order)."""
-    if not paths:
-        raise InputError(invalid("measurement directories", [], "at least one"))
-    loaded = [Measurements.load(p) for p in paths]
-    check_same_categories(loaded)
-    return loaded
-
-
-def check_same_categories(sets: Sequence[Measurements]) -> None:
-    """Refuse measurements made with different category sets (or orders) with InputError."""
-    first = sets[0]
-    for other in sets[1:]:
-        if other.categories != first.categories:
-            raise InputError(
-                f"measurements {other.name!r} and {first.name!r} were made with different "
-                f"category sets ({len(other.categories)} and {len(first.categories)} "
-                "categories): measure them with the same --categories"
-            )
-
-
-# -- measuring one chunk with one set of parameters -------------------------------------------
-
-
-class RoundTripError(MeasureError):
-    """A decompressed chunk differs from the chunk that was compressed."""
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """The cost of one set of compression parameters on one chunk.
-
-    Attributes
-    ----------
-    cbytes : int
-        Size of the compressed chunk in bytes (header included, as blosc2 stores it).
-    ctime, dtime : float
-        Best (minimum) compression and decompression wall times over the repeats, in seconds.
-    """
-
-    cbytes: int
-    ctime: float
-    dtime: float
-
-
-class Measurer:
-    """Times compression and decompression of chunks of one size with one set of parameters.
-
-    One scratch in-memory super-chunk holds the compression and decompression contexts (and
-    their threads), reused for every call as when an array is written and read: each
-    measurement appends the chunk, decompresses it into a reused buffer and deletes it again.
-
-    Parameters
-    ----------
-    cparams
-        ``blosc2.CParams`` (or a dict of its fields), with the typesize and blocksize of the
-        chunks to measure (e.g. :meth:`Category.to_cparams`).
-    nbytes
-        Size of the chunks in bytes.
-    nthreads
-        Compression and decompression threads; ``None`` (default) keeps ``cparams.nthreads``.
-    """
-
-    def __init__(
-        self,
-        cparams: blosc2.CParams | dict,
-        nbytes: int,
-        *,
-        nthreads: int | None = None,
-    ) -> None:
-        import blosc2
-
-        cp = _as_cparams(cparams)
-        if nthreads is not None:
-            cp = dataclasses.replace(cp, nthreads=_positive_int("nthreads", nthreads))
-        self.cparams = cp
-        self.nbytes = _positive_int("nbytes", nbytes)
-        self.nthreads = int(cp.nthreads)
-        with implicit_tuner_off():
-            self._schunk = blosc2.SChunk(
-                chunksize=self.nbytes, cparams=cp, dparams={"nthreads": self.nthreads}
-            )
-        self._dst = np.empty(self.nbytes, dtype=np.uint8)
-
-    def measure(self, buf: np.ndarray, repeats: int = 3) -> Measurement:
-        """Compress and decompress ``buf`` ``repeats`` times; keep the best times.
-
-        ``buf`` is a C-contiguous 1-D uint8 array of :attr:`nbytes` bytes (a chunk as blosc2
-        hands it to the codecs). Every decompression is compared with ``buf``.
-
-        Raises
-        ------
-        RoundTripError
-            If a decompressed chunk differs from ``buf``.
-        """
-        if buf.nbytes != self.nbytes:
-            raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
-        sc, dst = self._schunk, self._dst
-        clock = time.perf_counter
-        ctime = dtime = math.inf
-        cbytes = 0
-        for _ in range(repeats):
-            t0 = clock()
-            sc.append_data(buf)
-            t1 = clock()
-            sc.decompress_chunk(0, dst)
-            t2 = clock()
-            # The chunk's own length: schunk.cbytes is not reliable here (blosc2 4.0.0 does not
-            # subtract a deleted special-value chunk from it).
-            cbytes = len(sc.get_chunk(0))
-            sc.delete_chunk(0)
-            if t1 - t0 < ctime:
-                ctime = t1 - t0
-            if t2 - t1 < dtime:
-                dtime = t2 - t1
-            if not np.array_equal(dst, buf):
-                raise RoundTripError(
-                    f"decompressing the chunk compressed with {self.describe()} did not give "
-                    "the chunk back"
-                )
-        return Measurement(int(cbytes), ctime, dtime)
-
-    def describe(self) -> str:
-        """The parameters, as a category name when they form one."""
-        try:
-            name = Category.from_cparams(self.cparams).name
-        except BtuneWrapError:
-            cp = self.cparams
-            filters = [getattr(f, "name", f) for f in cp.filters]
-            name = f"codec {getattr(cp.codec, 'name', cp.codec)}, filters {filters}"
-        return f"{name} (typesize {self.cparams.typesize}, blocksize {self.cparams.blocksize})"
-
-
-_MEASURERS: collections.OrderedDict[tuple, Measurer] = collections.OrderedDict()
-_MEASURERS_KEPT = 64
-
-
-def measure_cparams(
-    buf: bytes | memoryview | np.ndarray,
-    cparams: blosc2.CParams | dict,
-    *,
-    repeats: int = 3,
-    nthreads: int | None = None,
-) -> Measurement:
-    """Measure one chunk with one set of compression parameters (the one routine used by the
-    gather and by evaluation, so every method is measured on equal terms).
-
-    Parameters
-    ----------
-    buf
-        The chunk's bytes as blosc2 hands them to the codecs (any C-contiguous buffer).
-    cparams
-        ``blosc2.CParams`` or a dict of its fields; set ``typesize`` and ``blocksize`` to the
-        chunk's (a blocksize of 0 lets blosc2 choose).
-    repeats
-        Timings per operation; the minimum is kept (default 3).
-    nthreads
-        Compression and decompression threads; ``None`` (default) keeps ``cparams.nthreads``.
-
-    Returns
-    -------
-    Measurement
-        ``cbytes``, ``ctime``, ``dtime``. The decompressed chunk is checked equal to ``buf``
-        (:class:`RoundTripError` otherwise). Contexts are cached per parameters and size.
-    """
-    data = _as_buffer(buf)
-    repeats = _positive_int("repeats", repeats)
-    cp = _as_cparams(cparams)
-    if nthreads is not None:
-        cp = dataclasses.replace(cp, nthreads=_positive_int("nthreads", nthreads))
-    key = (_cparams_key(cp), data.nbytes)
-    measurer = _MEASURERS.get(key)
-    if measurer is None:
-        measurer = _MEASURERS[key] = Measurer(cp, data.nbytes)
-        while len(_MEASURERS) > _MEASURERS_KEPT:
-            _MEASURERS.popitem(last=False)
-    else:
-        _MEASURERS.move_to_end(key)
-    return measurer.measure(data, repeats)
-
-
-def _as_cparams(cparams: object) -> blosc2.CParams:
-    import blosc2
-
-    if isinstance(cparams, blosc2.CParams):
-        return cparams
-    if isinstance(cparams, dict):
-        try:
-            return blosc2.CParams(**cparams)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                invalid("cparams", cparams, f"blosc2.CParams fields ({exc})")
-            ) from None
-    raise ConfigError(invalid("cparams", cparams, "a blosc2.CParams or a dict of its fields"))
-
-
-def _cparams_key(cp: blosc2.CParams) -> tuple:
-    def plain(v: object) -> object:
-        if isinstance(v, (list, tuple)):
-            return tuple(plain(x) for x in v)
-        return int(v.value) if hasattr(v, "value") else v
-
-    return tuple((k, plain(v)) for k, v in sorted(dataclasses.asdict(cp).items()))
-
-
-def _as_buffer(buf: object) -> np.ndarray:
-    if isinstance(buf, np.ndarray):
-        if not buf.flags.c_contiguous:
-            raise InputError(invalid("buf", "a non-contiguous array", "a C-contiguous buffer"))
-        out = buf.reshape(-1).view(np.uint8)
-    else:
-        try:
-            out = np.frombuffer(memoryview(buf), dtype=np.uint8)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InputError(
-                invalid("buf", type(buf).__name__, "bytes, a memoryview or a numpy array")
-            ) from None
-    if out.size == 0:
-        raise InputError(invalid("buf.nbytes", 0, "at least 1 byte"))
-    return out
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(invalid(name, value, "a positive integer"))
-    return int(value)
-
-
-# -- the gather -------------------------------------------------------------------------------
 
 #: Suffix of a measurement directory: ``<input>.meas``.
 MEAS_SUFFIX = ".meas"
@@ -466,13 +72,13 @@ def select_chunks(
     (``numpy.random.default_rng(seed)``, without replacement). Both are clamped to what there
     is; ``None`` means all.
     """
-    limit = nchunks if max_chunks is None else min(_positive_int("max_chunks", max_chunks), nchunks)
+    limit = nchunks if max_chunks is None else min(parse_int("max_chunks", max_chunks, 1), nchunks)
     if sample is None:
         return list(range(limit))
-    size = min(_positive_int("sample", sample), limit)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(invalid("seed", seed, "an integer"))
-    picked = np.random.default_rng(int(seed)).choice(limit, size=size, replace=False)
+    size = min(parse_int("sample", sample, 1), limit)
+    picked = np.random.default_rng(parse_int("seed", seed, 0, 2**63 - 1)).choice(
+        limit, size=size, replace=False
+    )
     return sorted(int(i) for i in picked)
 
 
@@ -497,7 +103,7 @@ def gather(
 
     For each selected chunk, in order: its features (:func:`btune_wrap.probe.chunk_features`,
     computed first, as the plugin does when the chunk arrives), then for each category its
-    ``cbytes`` and best ``ctime``/``dtime`` over ``repeats`` (:class:`Measurer`), each
+    ``cbytes`` and best ``ctime``/``dtime`` over ``repeats`` (:class:`ChunkCodec`), each
     decompression checked equal to the chunk. The result is written to ``output`` as a
     measurement directory (see :class:`Measurements`), never half-written: checkpoints go to
     :func:`partial_dir` every ``checkpoint_every`` seconds and the directory is renamed into
@@ -552,12 +158,11 @@ def gather(
     from .sources import ChunkSource, open_source
 
     cats = _as_categories(categories)
-    repeats = _positive_int("repeats", repeats)
-    nthreads = _positive_int("nthreads", nthreads)
+    repeats = parse_int("repeats", repeats, 1)
+    nthreads = parse_threads("nthreads", nthreads)
     if resume and force:
         raise ConfigError("resume=True and force=True are exclusive: continue, or start over")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)):
-        raise ConfigError(invalid("checkpoint_every", checkpoint_every, "seconds (a number)"))
+    checkpoint_every = parse_float("checkpoint_every", checkpoint_every, 0.0)
     if isinstance(source, ChunkSource):
         if chunks is not None or blocks is not None:
             raise ConfigError(
@@ -614,7 +219,7 @@ class _Gather:
         self.nthreads = nthreads
         self.progress = progress
         self.checkpoint_every = float(checkpoint_every)
-        self.measurers: dict[tuple[int, int], list[Measurer]] = {}
+        self.measurers: dict[tuple[int, int], list[ChunkCodec]] = {}
         self._pending_chunks: list[tuple] = []
         self._pending_results: list[tuple] = []
         self._nparts = 0
@@ -704,14 +309,14 @@ class _Gather:
             self._flush()
             bar.close()
 
-    def _measurers(self, i: int, nbytes: int) -> list[Measurer]:
+    def _measurers(self, i: int, nbytes: int) -> list[ChunkCodec]:
         bs = self.source.chunk_blocksize(i)
         key = (nbytes, bs)
         found = self.measurers.get(key)
         if found is None:
             ts = self.source.typesize
             found = self.measurers[key] = [
-                Measurer(c.to_cparams(typesize=ts, blocksize=bs, nthreads=self.nthreads), nbytes)
+                ChunkCodec(c.to_cparams(typesize=ts, blocksize=bs, nthreads=self.nthreads), nbytes)
                 for c in self.categories
             ]
         return found
@@ -915,61 +520,3 @@ def _cpu() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-# -- summary ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Winner:
-    """The category most often best for one goal, and the share of chunks where it is."""
-
-    category: str
-    share: float
-
-
-@dataclass(frozen=True)
-class GatherSummary:
-    """What a gather found, in a few figures.
-
-    Attributes
-    ----------
-    chunks, categories : int
-        Number of measured chunks and of categories.
-    best_cratio, best_cspeed, best_dspeed : Winner
-        Most frequent label at tradeoff 1 (ratio), and at tradeoff 0 in modes comp and decomp
-        (speed), under :mod:`btune_wrap.objective`.
-    elapsed : float or None
-        Seconds the gather took (``meta["elapsed"]``), if known.
-    """
-
-    chunks: int
-    categories: int
-    best_cratio: Winner
-    best_cspeed: Winner
-    best_dspeed: Winner
-    elapsed: float | None
-
-
-def summarize(meas: Measurements) -> GatherSummary:
-    """The :class:`GatherSummary` of some measurements."""
-    from .objective import best_index, objective_matrix
-
-    nbytes, cbytes, ctime, dtime = meas.matrices()
-    names = [c.name for c in meas.categories]
-
-    def winner(mode: str, tradeoff: float) -> Winner:
-        j = objective_matrix(nbytes, cbytes, ctime, dtime, mode, (tradeoff,))[0]
-        counts = np.bincount(best_index(j), minlength=len(names))
-        k = int(np.argmax(counts))
-        return Winner(names[k], float(counts[k] / max(len(nbytes), 1)))
-
-    elapsed = meas.meta.get("elapsed")
-    return GatherSummary(
-        chunks=meas.nchunks,
-        categories=len(names),
-        best_cratio=winner("comp", 1.0),
-        best_cspeed=winner("comp", 0.0),
-        best_dspeed=winner("decomp", 0.0),
-        elapsed=float(elapsed) if isinstance(elapsed, (int, float)) else None,
-    )

@@ -264,20 +264,6 @@ class ModelRunner:
         return best if out[best] > -1.0 else 0
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What a model decided for one chunk.
-
-    ``category`` is the index in the model's JSON; ``cratio_norm``/``speed_norm`` the
-    normalized features fed to the network; ``elapsed`` the seconds spent in the network.
-    """
-
-    category: int
-    cratio_norm: float
-    speed_norm: float
-    elapsed: float
-
-
 #: :attr:`BtuneModel.reads_speed` by network file (path, modification time, size, outputs).
 _READS_SPEED: dict[tuple[str, int, int, int], bool] = {}
 

@@ -4,8 +4,9 @@ For a chunk of ``nbytes`` compressed by a category into ``cbytes`` in ``ctime`` 
 decompressed in ``dtime`` seconds:
 
 * ``cratio = nbytes / cbytes``;
-* ``speed = nbytes / ctime`` in mode comp (also used for BALANCED and AUTO, whose plugin model
-  is the compression one), ``nbytes / dtime`` in mode decomp;
+* ``speed = nbytes / seconds``, where the seconds that count depend on the performance mode, as
+  in the plugin's own score: ``ctime`` in COMP (and AUTO), ``dtime`` in DECOMP, ``ctime + dtime``
+  in BALANCED; never below :data:`TIME_FLOOR`;
 * at tradeoff ``t`` in [0, 1]: ``J = t * log(cratio) + (1 - t) * log(speed)``.
 
 ``t = 0`` picks the fastest category, ``t = 1`` the one with the best ratio, and values between
@@ -14,7 +15,15 @@ of a chunk is the one of maximal ``J`` (the training label); the regret of choos
 ``1 - exp(J(c) - J(best))``: the fraction by which its weighted geometric mean falls short of
 the best one (0 for the best, always below 1).
 
-Training (labels), evaluation and reports all use these functions and nothing else.
+Over a dataset, the *hindsight single category* (:func:`hindsight_best`) is, at each tradeoff,
+the category of best mean ``J`` over the dataset's chunks: what a user who tried every category
+once on the whole dataset would keep, judged by the same per-chunk mean as every other method.
+The *gain* of the per-chunk best over a choice is ``exp(J(best) - J(c)) - 1``
+(:func:`gain`): how much better the best would have been (0 for the best).
+
+Training (labels), evaluation, the Python engine's tweak, the gather's summary and reports all
+use these functions and nothing else. Models exist for two modes only: BALANCED (and AUTO) use
+the compression model, as in the plugin (:func:`parse_mode`).
 """
 
 from __future__ import annotations
@@ -29,12 +38,17 @@ from .errors import ConfigError, invalid
 #: The tradeoffs labels are made for and reports are given at: 0, 0.1, ..., 1.
 TRADEOFFS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
+#: Shortest time a measurement is taken to have lasted, in seconds (no real timing is below it;
+#: it only keeps a zero from dividing).
+TIME_FLOOR = 1e-9
+
 _MODE_NAMES = {
     "c": PerfMode.COMP,
     "comp": PerfMode.COMP,
     "d": PerfMode.DECOMP,
     "decomp": PerfMode.DECOMP,
 }
+_COST_NAMES = {**_MODE_NAMES, "b": PerfMode.BALANCED, "balanced": PerfMode.BALANCED}
 
 
 def parse_mode(mode: str | PerfMode, field: str = "mode") -> PerfMode:
@@ -47,16 +61,47 @@ def parse_mode(mode: str | PerfMode, field: str = "mode") -> PerfMode:
     raise ConfigError(invalid(field, mode, "'c', 'comp', 'd' or 'decomp'"))
 
 
+def cost_mode(mode: str | PerfMode, field: str = "mode") -> PerfMode:
+    """The mode whose seconds count: COMP, DECOMP or BALANCED (AUTO counts as COMP).
+
+    Accepts the members and ``"c"``/``"comp"``, ``"d"``/``"decomp"``, ``"b"``/``"balanced"``.
+    """
+    if isinstance(mode, PerfMode):
+        return PerfMode.COMP if mode is PerfMode.AUTO else mode
+    if isinstance(mode, str) and mode.strip().lower() in _COST_NAMES:
+        return _COST_NAMES[mode.strip().lower()]
+    raise ConfigError(invalid(field, mode, "'comp', 'decomp' or 'balanced'"))
+
+
+def seconds(ctime, dtime, mode: str | PerfMode):
+    """The time that counts in ``mode`` (see the module docstring), floored at
+    :data:`TIME_FLOOR`; arrays broadcast. ``dtime`` may be ``None`` in COMP mode."""
+    which = cost_mode(mode)
+    if which is PerfMode.COMP:
+        t = np.asarray(ctime, dtype=np.float64)
+    elif which is PerfMode.DECOMP:
+        t = np.asarray(dtime, dtype=np.float64)
+    else:
+        t = np.asarray(ctime, dtype=np.float64) + np.asarray(dtime, dtype=np.float64)
+    return np.maximum(t, TIME_FLOOR)
+
+
 def speed(nbytes, ctime, dtime, mode: str | PerfMode):
-    """Bytes per second of the operation ``mode`` cares about (arrays broadcast)."""
-    seconds = dtime if parse_mode(mode) is PerfMode.DECOMP else ctime
-    return np.asarray(nbytes, dtype=np.float64) / np.maximum(np.asarray(seconds, float), 1e-12)
+    """Bytes per second of the operations ``mode`` counts (arrays broadcast)."""
+    return np.asarray(nbytes, dtype=np.float64) / seconds(ctime, dtime, mode)
 
 
 def objective(cratio, speed, tradeoff):
     """``t * log(cratio) + (1 - t) * log(speed)``; arrays broadcast."""
     t = np.asarray(tradeoff, dtype=np.float64)
     return t * np.log(cratio) + (1.0 - t) * np.log(speed)
+
+
+def chunk_objective(nbytes, cbytes, ctime, dtime, mode: str | PerfMode, tradeoff):
+    """``J`` of chunks of ``nbytes`` compressed into ``cbytes`` in ``ctime`` and decompressed in
+    ``dtime`` seconds (arrays broadcast; ``dtime`` may be ``None`` in COMP mode)."""
+    cratio = np.asarray(nbytes, dtype=np.float64) / np.asarray(cbytes, dtype=np.float64)
+    return objective(cratio, speed(nbytes, ctime, dtime, mode), tradeoff)
 
 
 def objective_matrix(
@@ -76,7 +121,7 @@ def objective_matrix(
     cbytes, ctime, dtime
         Per (chunk, category), shape ``(nchunks, ncategories)``.
     mode
-        ``"comp"`` or ``"decomp"`` (see :func:`parse_mode`).
+        ``"comp"``, ``"decomp"`` or ``"balanced"`` (see :func:`cost_mode`).
     tradeoffs
         The tradeoffs (default :data:`TRADEOFFS`).
 
@@ -86,10 +131,8 @@ def objective_matrix(
         Shape ``(ntradeoffs, nchunks, ncategories)``.
     """
     nb = np.asarray(nbytes, dtype=np.float64)[:, None]
-    cratio = nb / np.asarray(cbytes, dtype=np.float64)
-    sp = speed(nb, ctime, dtime, mode)
     t = np.asarray(tradeoffs, dtype=np.float64)[:, None, None]
-    return objective(cratio[None], sp[None], t)
+    return chunk_objective(nb[None], cbytes, ctime, dtime, mode, t)
 
 
 def regret(j_chosen, j_best):
@@ -100,3 +143,27 @@ def regret(j_chosen, j_best):
 def best_index(j: np.ndarray) -> np.ndarray:
     """Index of the best category along the last axis (the label; lowest index on ties)."""
     return np.argmax(j, axis=-1)
+
+
+def gain(j_chosen, j_best):
+    """``exp(J(best) - J(chosen)) - 1``: how much better the best choice is (0 for the best)."""
+    return np.expm1(np.asarray(j_best, float) - np.asarray(j_chosen, float))
+
+
+def hindsight_best(j: np.ndarray) -> np.ndarray:
+    """Per tradeoff, the category of best mean ``J`` over the chunks (the hindsight single
+    category; lowest index on ties). ``j`` has shape ``(ntradeoffs, nchunks, ncategories)``."""
+    return np.argmax(np.asarray(j, dtype=np.float64).mean(axis=1), axis=-1)
+
+
+def totals(nbytes, cbytes, ctime, dtime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dataset totals per category (last axis): cratio, compression and decompression speed.
+
+    ``sum nbytes / sum cbytes`` and ``sum nbytes / sum time`` over the chunks (axis 0).
+    """
+    total = float(np.sum(nbytes))
+    return (
+        total / np.sum(cbytes, axis=0),
+        total / seconds(np.sum(ctime, axis=0), None, PerfMode.COMP),
+        total / seconds(None, np.sum(dtime, axis=0), PerfMode.DECOMP),
+    )

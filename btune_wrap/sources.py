@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError, invalid
+
+if TYPE_CHECKING:
+    import blosc2
 
 #: Suffixes read as HDF5 files.
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -251,7 +254,7 @@ class ArraySource(ChunkSource):
         self._data = data
         self._closer = closer
         shape = tuple(int(s) for s in data.shape)
-        dtype = _check_array(name, shape, np.dtype(data.dtype))
+        dtype = check_array(name, shape, np.dtype(data.dtype))
         chunks, blocks = resolve_layout(shape, dtype, chunks, blocks, where=name)
         self._set_layout(shape, dtype, chunks, blocks)
 
@@ -274,7 +277,7 @@ class NDArraySource(ChunkSource):
         self.name, self.kind, self.file, self.inner = name, kind, Path(file), None
         self._arr = arr
         self._schunk = arr.schunk
-        dtype = _check_array(name, tuple(arr.shape), np.dtype(arr.dtype))
+        dtype = check_array(name, tuple(arr.shape), np.dtype(arr.dtype))
         self._set_layout(arr.shape, dtype, arr.chunks, arr.blocks)
         # blosc2's own figures (equal to the computed ones for an NDArray).
         self.typesize = int(self._schunk.typesize)
@@ -414,7 +417,7 @@ def _open_blosc2(name: str, file: Path, chunks, blocks) -> ChunkSource:
     if isinstance(obj, blosc2.NDArray):
         if chunks is None and blocks is None:
             return NDArraySource(obj, name=name, kind=kind, file=file)
-        _check_array(name, tuple(obj.shape), np.dtype(obj.dtype))
+        check_array(name, tuple(obj.shape), np.dtype(obj.dtype))
         chunks = tuple(obj.chunks) if chunks is None else chunks
         return ArraySource(obj, name=name, kind=kind, file=file, chunks=chunks, blocks=blocks)
     if isinstance(obj, blosc2.SChunk):
@@ -535,15 +538,22 @@ def is_numeric(dtype: np.dtype) -> bool:
     return dtype.kind in NUMERIC_KINDS
 
 
-def _check_array(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.dtype:
+def check_array(
+    name: str, shape: tuple[int, ...], dtype: np.dtype, *, numeric: bool = True
+) -> np.dtype:
+    """Refuse what cannot be measured or stored safely: no dimension, no element, a dtype with
+    objects (their pointers, written as bytes, crash the reader), and with ``numeric`` (the
+    default: measuring needs it) any dtype that is not numeric."""
     if len(shape) == 0:
         raise InputError(invalid(f"{name}: shape", shape, "an array of at least one dimension"))
     if math.prod(shape) == 0:
         raise InputError(invalid(f"{name}: shape", shape, "a non-empty array"))
-    if dtype.hasobject or not is_numeric(dtype):
+    if dtype.hasobject or (numeric and not is_numeric(dtype)):
         expected = (
             "a numeric dtype (bool, integer, float, complex, datetime, timedelta, or a "
             "structured dtype of those)"
+            if numeric
+            else "a dtype without Python objects"
         )
         raise InputError(invalid(f"{name}: dtype", str(dtype), expected))
     return dtype
@@ -578,11 +588,17 @@ def resolve_layout(
     chunks: Sequence[int] | None,
     blocks: Sequence[int] | None,
     *,
+    nthreads: int | None = None,
     where: str = "input",
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Chunk and block shapes for an array: the ones given, blosc2's choice for the others
-    (``blosc2.compute_chunks_blocks``, as ``blosc2.asarray`` does)."""
+    (``blosc2.compute_chunks_blocks``, as ``blosc2.asarray`` does, with ``nthreads``
+    compression threads), checked before blosc2 sees them: a chunk of more than
+    :data:`btune_wrap.parse.MAX_CHUNK_NBYTES` bytes, blocks larger than chunks or a shape of the
+    wrong length would end in a raw error or a crash inside blosc2."""
     import blosc2
+
+    from .parse import MAX_CHUNK_NBYTES, parse_threads
 
     ndim = len(shape)
     chunks = _check_shape(f"{where}: chunks", chunks, ndim)
@@ -593,10 +609,106 @@ def resolve_layout(
             raise InputError(
                 invalid(f"{where}: blocks", blocks, f"no larger than chunks={chunks} in each dim")
             )
+    itemsize = np.dtype(dtype).itemsize
+    for label, sizes in (("chunks", chunks), ("blocks", blocks)):
+        if sizes is not None and math.prod(sizes) * itemsize > MAX_CHUNK_NBYTES:
+            raise InputError(
+                invalid(
+                    f"{where}: {label}",
+                    sizes,
+                    f"at most {MAX_CHUNK_NBYTES} bytes per chunk ({itemsize}-byte items)",
+                )
+            )
+    kwargs = (
+        {} if nthreads is None else {"cparams": {"nthreads": parse_threads("nthreads", nthreads)}}
+    )
     try:
-        got = blosc2.compute_chunks_blocks(tuple(shape), chunks, blocks, dtype=np.dtype(dtype))
-    except (ValueError, TypeError) as exc:
+        got = blosc2.compute_chunks_blocks(
+            tuple(shape), chunks, blocks, dtype=np.dtype(dtype), **kwargs
+        )
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise InputError(
             f"{where}: chunks={chunks}, blocks={blocks} are invalid for shape {tuple(shape)}: {exc}"
         ) from None
-    return tuple(int(c) for c in got[0]), tuple(int(b) for b in got[1])
+    out = tuple(int(c) for c in got[0]), tuple(int(b) for b in got[1])
+    for label, given, used in (("chunks", chunks, out[0]), ("blocks", blocks, out[1])):
+        if given is not None and given != used:
+            raise InputError(
+                invalid(
+                    f"{where}: {label}",
+                    given,
+                    f"a shape blosc2 keeps as it is (it would use {used} with "
+                    f"chunks={out[0]} for shape {tuple(shape)})",
+                )
+            )
+    return out
+
+
+# -- chunk buffers for the Python engine ---------------------------------------------------
+
+
+class ChunkReader:
+    """The chunks of ``data`` as the bytes blosc2 hands to the codecs for ``arr``.
+
+    ``take(first, count)`` gives chunks ``first`` to ``first + count - 1`` as the rows of a
+    C-contiguous uint8 array of shape ``(count, chunk nbytes)``: blocks follow one another
+    inside each chunk, edge chunks and blocks are padded, as
+    :func:`btune_wrap.sources.chunk_buffer` lays them out. Whole chunks of 1-D C-contiguous
+    data whose blocks divide the chunk are that layout already: they come as views of ``data``
+    (no copy). Other chunks are copied into one buffer of ``max_count`` rows, reused by the next
+    call: use the rows before taking more.
+    """
+
+    def __init__(self, data: np.ndarray, arr: blosc2.NDArray, max_count: int = 1) -> None:
+        self.data = data
+        self.chunks, self.blocks = tuple(arr.chunks), tuple(arr.blocks)
+        self.nchunks = arr.schunk.nchunks
+        self.nbytes = arr.schunk.chunksize
+        self.max_count = max_count
+        chunks, blocks = self.chunks, self.blocks
+        # A whole 1-D chunk whose blocks divide it is a plain slice of contiguous data: a view.
+        step = chunks[0] if len(chunks) == 1 and chunks[0] % blocks[0] == 0 else 0
+        self.full = (
+            data.shape[0] // step if step and data.ndim == 1 and data.flags.c_contiguous else 0
+        )
+        self._raw = data.reshape(-1).view(np.uint8) if self.full else None
+        self._scratch: np.ndarray | None = None
+
+    def view(self, first: int, count: int) -> np.ndarray | None:
+        """Chunks ``first`` to ``first + count - 1`` as a view of the data (any ``count``), or
+        ``None`` where they are not one (see the class documentation)."""
+        if first < 0 or count < 1 or first + count > self.full:
+            return None
+        nbytes = self.nbytes
+        return self._raw[first * nbytes : (first + count) * nbytes].reshape(count, nbytes)
+
+    def take(self, first: int, count: int) -> np.ndarray:
+        if not (first >= 0 and 1 <= count <= self.max_count and first + count <= self.nchunks):
+            raise InputError(
+                invalid(
+                    "first, count",
+                    (first, count),
+                    f"1 to {self.max_count} chunks from the {self.nchunks}",
+                )
+            )
+        nbytes = self.nbytes
+        if first + count <= self.full:
+            return self._raw[first * nbytes : (first + count) * nbytes].reshape(count, nbytes)
+        if self._scratch is None:
+            self._scratch = np.empty((self.max_count, nbytes), dtype=np.uint8)
+        out = self._scratch[:count]
+        for k in range(count):
+            buf = chunk_buffer(self.data, first + k, self.chunks, self.blocks)
+            out[k] = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+        return out
+
+
+def iter_chunk_buffers(data: np.ndarray, arr: blosc2.NDArray) -> Iterator[np.ndarray]:
+    """Each chunk of ``data`` as the bytes (1-D uint8) blosc2 hands to the codecs for ``arr``.
+
+    The layout of :class:`ChunkReader`; each buffer is a view of ``data`` or its own copy.
+    """
+    reader = ChunkReader(data, arr)
+    for i in range(reader.nchunks):
+        buf = reader.take(i, 1)[0]
+        yield buf if i < reader.full else buf.copy()

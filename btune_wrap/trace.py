@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -275,3 +276,70 @@ def _parse_tradeoff(text: str) -> float | tuple[float, ...]:
     if text.startswith("("):
         return tuple(float(v) for v in text.strip("()").split(","))
     return float(text)
+
+
+class RowState(str, Enum):
+    """What the Python engine did for one chunk (the ``state`` column of its trace rows)."""
+
+    INFERENCE = "INFERENCE"
+    """The model chose the parameters."""
+    TWEAK = "TWEAK"
+    """A neighbour of the best parameters was tried on this chunk next to the best."""
+    STOP = "STOP"
+    """Tuning has ended: the best parameters were used as they are."""
+
+
+# -- rendering: the inverse of parse_trace --------------------------------------------------------
+
+_HEADER = (
+    "|    Codec   | Filter | Split | C.Level | C.Threads | D.Threads |  S.Score  |  C.Ratio   |"
+    "   Btune State   | Readapt | Winner"
+)
+
+
+_TWEAK_STEP = re.compile(r"^TRACE: Tweak step=(\d+) ")
+
+
+def format_trace(trace: Trace) -> str:
+    """Render a trace in the plugin's layout (``TRACE: Inference ...`` lines and the table).
+
+    For the Python engine ``S.Score`` holds the objective value (higher is better).
+    """
+    lines: list[str] = []
+    for banner in trace.banners:
+        lines.append("-=" * 39)
+        lines.append(f"Btune version: {banner.version}")
+        tradeoff = banner.tradeoff
+        shown = (
+            f"({', '.join(f'{v:f}' for v in tradeoff)})"
+            if isinstance(tradeoff, tuple)
+            else f"{tradeoff:f}"
+        )
+        lines.append(
+            f"Performance Mode: {banner.perf_mode}, Compression tradeoff: {shown}, "
+            f"Bandwidth: {banner.bandwidth}"
+        )
+    per_step: dict[int, list[str]] = {}
+    for msg in trace.messages:
+        m = _TWEAK_STEP.match(msg)
+        if m:
+            per_step.setdefault(int(m.group(1)), []).append(msg)
+        else:
+            lines.append(msg)
+    if trace.rows:
+        lines.append(_HEADER)
+    for row in trace.rows:
+        lines.extend(per_step.get(row.step, ()))
+        inf = row.inference
+        if inf is not None:
+            lines.append(
+                f"TRACE: Inference category={inf.category} codec={inf.codec} "
+                f"filter={inf.filter} clevel={inf.clevel} splitmode={inf.splitmode} "
+                f"time entropy={inf.time_entropy:f} inference={inf.time_inference:f}"
+            )
+        lines.append(
+            f"| {row.codec:>10} | {row.filter:6d} | {row.split:5d} | {row.clevel:7d} | "
+            f"{row.cthreads:9d} | {row.dthreads:9d} | {row.score:9.3g} | {row.cratio:9.3g}x | "
+            f"{row.state:>15} | {row.readapt:>7} | {row.winner}"
+        )
+    return "\n".join(lines) + "\n"

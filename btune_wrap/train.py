@@ -45,9 +45,9 @@ from .atomic import atomic_dir, write_bytes, write_text
 from .categories import Category
 from .config import PerfMode
 from .errors import ConfigError, InputError, invalid
-from .measure import Measurements, check_same_categories, load_many
+from .measurements import Measurements, check_same_categories, load_many
 from .model import ModelMeta, Normalization, model_stem
-from .objective import TRADEOFFS, best_index, objective_matrix, parse_mode, regret
+from .objective import TRADEOFFS, best_index, hindsight_best, objective_matrix, parse_mode, regret
 
 if TYPE_CHECKING:
     import keras
@@ -490,7 +490,7 @@ def fit(
     ----------
     measurements
         One :class:`Measurements` or several (same categories), e.g. from
-        :func:`btune_wrap.measure.load_many`.
+        :func:`btune_wrap.measurements.load_many`.
     mode
         ``"c"``/``"comp"`` or ``"d"``/``"decomp"``. Default ``"comp"``.
     config
@@ -618,7 +618,7 @@ def score_table(
     """
     import pandas as pd
 
-    best_fixed = np.argmax(data.j[:, split["train"], :].mean(axis=1), axis=-1)  # per tradeoff
+    best_fixed = hindsight_best(data.j[:, split["train"], :])  # per tradeoff
     records = []
     for side in SPLITS:
         rows = split[side]

@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 
 from btune_wrap import BtuneConfig, PluginUnavailableError, plugin_support
-from btune_wrap.infer import Engine, compress, iter_chunk_buffers
+from btune_wrap.infer import Engine, compress
 from btune_wrap.model import load_model
+from btune_wrap.sources import iter_chunk_buffers
 
 DTYPES = [
     np.dtype(t)

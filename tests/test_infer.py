@@ -20,9 +20,11 @@ import pytest
 from btune_wrap import BtuneConfig, ModelError, plugin_support
 from btune_wrap.cli import main as cli_main
 from btune_wrap.data import rand_int
-from btune_wrap.infer import Engine, PythonEngine, compress, iter_chunk_buffers
+from btune_wrap.engine import PythonEngine
+from btune_wrap.infer import Engine, compress
 from btune_wrap.model import load_model, model_paths, plugin_tradeoff
 from btune_wrap.probe import chunk_features
+from btune_wrap.sources import iter_chunk_buffers
 
 from . import test_engines_newest as newest
 from .conftest import ROOT, bare_path_env

@@ -14,19 +14,14 @@ import numpy as np
 import pytest
 
 from btune_wrap import BtuneConfig
+from btune_wrap.categories import default_category
+from btune_wrap.compressor import ChunkCodec, compiled_method
 from btune_wrap.data import mixed_int, rand_int
 from btune_wrap.errors import InputError
-from btune_wrap.infer import (
-    ChunkCompressor,
-    ChunkReader,
-    compiled_method,
-    compress,
-    default_category,
-    iter_chunk_buffers,
-)
+from btune_wrap.infer import compress
 from btune_wrap.model import load_model
 from btune_wrap.probe import ChunkProbe, chunk_features
-from btune_wrap.sources import chunk_buffer
+from btune_wrap.sources import ChunkReader, chunk_buffer, iter_chunk_buffers
 
 CASES = {
     "1-D whole chunks": (rand_int(60_000, seed=1), (5000,), (1000,)),
@@ -62,7 +57,7 @@ def test_written_chunks_are_the_reference_bytes(name):
     cparams = default_category().to_cparams(
         typesize=schunk.typesize, blocksize=schunk.blocksize, nthreads=1
     )
-    ref = ChunkCompressor(cparams, schunk.chunksize)
+    ref = ChunkCodec(cparams, schunk.chunksize)
     for i in range(schunk.nchunks):
         expected = ref.compress(chunk_buffer(data, i, chunks, blocks).view(np.uint8))
         assert schunk.get_chunk(i) == expected, f"chunk {i}"

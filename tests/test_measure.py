@@ -19,18 +19,10 @@ import pytest
 
 from btune_wrap.categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES, Category
 from btune_wrap.cli import main
+from btune_wrap.compressor import ChunkCodec, RoundTripError, measure_cparams
 from btune_wrap.errors import ConfigError, InputError
-from btune_wrap.measure import (
-    Measurements,
-    Measurer,
-    RoundTripError,
-    default_output,
-    gather,
-    measure_cparams,
-    partial_dir,
-    select_chunks,
-    summarize,
-)
+from btune_wrap.measure import default_output, gather, partial_dir, select_chunks
+from btune_wrap.measurements import Measurements, summarize
 from btune_wrap.probe import chunk_features
 from btune_wrap.sources import open_source
 from tests.test_engines_newest import make_data
@@ -240,7 +232,7 @@ def test_measure_cparams_matches_compress2_and_checks_round_trips():
     with pytest.raises(ConfigError, match="repeats"):
         measure_cparams(buf, cp, repeats=0)
     with pytest.raises(InputError, match="buf.nbytes"):
-        Measurer(cp, 100).measure(buf)
+        ChunkCodec(cp, 100).measure(buf)
 
     # A real (user-registered) codec that loses the second half of every block.
     def encoder(src, dst, meta, schunk):

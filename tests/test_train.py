@@ -22,7 +22,7 @@ from btune_wrap import BtuneConfig, ConfigError, InputError, plugin_support, wri
 from btune_wrap import train as tr
 from btune_wrap.cli import main as cli_main
 from btune_wrap.cli import training_chunk_main
-from btune_wrap.measure import Measurements
+from btune_wrap.measurements import Measurements
 from btune_wrap.model import ModelMeta, load_model, model_paths, plugin_tradeoff
 from btune_wrap.objective import TRADEOFFS
 

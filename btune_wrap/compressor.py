@@ -1,0 +1,283 @@
+"""The one compressor: a chunk compressed with one set of parameters, fast or timed.
+
+Everything btune_wrap compresses with parameters of its own goes through :class:`ChunkCodec`:
+the gather's measurements, the evaluation's extra measurements, the Python engine's writes and
+its tweak trials, and the demo's baselines. So "measured on equal terms" holds by construction:
+one scratch in-memory super-chunk per (parameters, chunk size) holds the compression and
+decompression contexts (and their threads), reused for every call as when an array is written
+and read. :func:`write_array` is the one atomic write of a Blosc2 array file.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .atomic import atomic_path
+from .categories import Category
+from .errors import BtuneWrapError, ConfigError, InputError, MeasureError, invalid
+from .parse import parse_int, parse_threads
+from .plugin import implicit_tuner_off
+
+if TYPE_CHECKING:
+    import blosc2
+
+
+class RoundTripError(MeasureError):
+    """A decompressed chunk differs from the chunk that was compressed."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The cost of one set of compression parameters on one chunk.
+
+    Attributes
+    ----------
+    cbytes : int
+        Size of the compressed chunk in bytes (header included, as blosc2 stores it).
+    ctime, dtime : float
+        Best (minimum) compression and decompression wall times over the repeats, in seconds.
+    """
+
+    cbytes: int
+    ctime: float
+    dtime: float
+
+
+#: Bytes of a Blosc2 chunk header: a chunk of at most this plus one item holds special values.
+CHUNK_OVERHEAD = 32
+
+
+def is_special(cbytes: int, typesize: int) -> bool:
+    """Whether a compressed chunk of ``cbytes`` holds only special values (a run of zeros, of
+    NaNs or of one repeated value): it compresses the same whatever the parameters."""
+    return cbytes <= CHUNK_OVERHEAD + typesize
+
+
+def compiled_method(schunk: blosc2.SChunk, name: str) -> Callable:
+    """``schunk``'s method ``name``, from python-blosc2's compiled base class where it has one.
+
+    The Python ``SChunk`` methods that change a super-chunk first check its access mode, about
+    a microsecond per call; the Python engine makes several calls per chunk on super-chunks it
+    opened for writing itself, so it calls the compiled method directly. Falls back to the
+    public method where the class layout differs.
+    """
+    for cls in type(schunk).__mro__[1:]:
+        if cls.__module__ == "blosc2.blosc2_ext" and name in vars(cls):
+            return getattr(cls, name).__get__(schunk)
+    return getattr(schunk, name)
+
+
+class ChunkCodec:
+    """Compresses (and times) chunks of one size with one set of parameters.
+
+    Each call appends the chunk to a scratch super-chunk, takes it out as a standalone chunk
+    (bytes that ``SChunk.update_chunk`` accepts) or decompresses it into a reused buffer, and
+    deletes it again.
+
+    Parameters
+    ----------
+    cparams
+        ``blosc2.CParams`` (or a dict of its fields), with the typesize and blocksize of the
+        chunks (e.g. :meth:`Category.to_cparams`).
+    nbytes
+        Size of the chunks in bytes.
+    nthreads
+        Compression and decompression threads; ``None`` (default) keeps ``cparams.nthreads``.
+    """
+
+    def __init__(
+        self, cparams: blosc2.CParams | dict, nbytes: int, *, nthreads: int | None = None
+    ) -> None:
+        import blosc2
+
+        cp = as_cparams(cparams)
+        if nthreads is not None:
+            cp = dataclasses.replace(cp, nthreads=parse_threads("nthreads", nthreads))
+        self.cparams = cp
+        self.nbytes = parse_int("nbytes", nbytes, 1)
+        self.nthreads = parse_threads("cparams.nthreads", cp.nthreads)
+        with implicit_tuner_off():
+            self._schunk = blosc2.SChunk(
+                chunksize=self.nbytes, cparams=cp, dparams={"nthreads": self.nthreads}
+            )
+        sc = self._schunk
+        self._append = compiled_method(sc, "append_data")
+        self._get = compiled_method(sc, "get_chunk")
+        self._delete = compiled_method(sc, "delete_chunk")
+        self._dst = np.empty(self.nbytes, dtype=np.uint8)
+
+    def compress(self, buf: np.ndarray) -> bytes:
+        """The compressed chunk for ``buf`` (a contiguous buffer of one chunk's bytes)."""
+        self._append(buf)
+        chunk = self._get(0)
+        self._delete(0)
+        return chunk
+
+    def measure(self, buf: np.ndarray, repeats: int = 3) -> Measurement:
+        """Compress and decompress ``buf`` ``repeats`` times; keep the best times.
+
+        ``buf`` is a C-contiguous 1-D uint8 array of :attr:`nbytes` bytes (a chunk as blosc2
+        hands it to the codecs). Every decompression is compared with ``buf``.
+
+        Raises
+        ------
+        RoundTripError
+            If a decompressed chunk differs from ``buf``.
+        """
+        return self.measure_chunk(buf, repeats)[1]
+
+    def measure_chunk(self, buf: np.ndarray, repeats: int = 3) -> tuple[bytes, Measurement]:
+        """:meth:`measure`, also returning the compressed chunk."""
+        if buf.nbytes != self.nbytes:
+            raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
+        sc, dst = self._schunk, self._dst
+        clock = time.perf_counter
+        ctime = dtime = math.inf
+        chunk = b""
+        for _ in range(repeats):
+            t0 = clock()
+            sc.append_data(buf)
+            t1 = clock()
+            sc.decompress_chunk(0, dst)
+            t2 = clock()
+            # The chunk's own length: schunk.cbytes is not reliable here (blosc2 4.0.0 does not
+            # subtract a deleted special-value chunk from it).
+            chunk = sc.get_chunk(0)
+            sc.delete_chunk(0)
+            if t1 - t0 < ctime:
+                ctime = t1 - t0
+            if t2 - t1 < dtime:
+                dtime = t2 - t1
+            if not np.array_equal(dst, buf):
+                raise RoundTripError(
+                    f"decompressing the chunk compressed with {self.describe()} did not give "
+                    "the chunk back"
+                )
+        return chunk, Measurement(len(chunk), ctime, dtime)
+
+    def describe(self) -> str:
+        """The parameters, as a category name when they form one."""
+        try:
+            name = Category.from_cparams(self.cparams).name
+        except BtuneWrapError:
+            cp = self.cparams
+            filters = [getattr(f, "name", f) for f in cp.filters]
+            name = f"codec {getattr(cp.codec, 'name', cp.codec)}, filters {filters}"
+        return f"{name} (typesize {self.cparams.typesize}, blocksize {self.cparams.blocksize})"
+
+
+_CODECS: collections.OrderedDict[tuple, ChunkCodec] = collections.OrderedDict()
+_CODECS_KEPT = 64
+
+
+def measure_cparams(
+    buf: bytes | memoryview | np.ndarray,
+    cparams: blosc2.CParams | dict,
+    *,
+    repeats: int = 3,
+    nthreads: int | None = None,
+) -> Measurement:
+    """Measure one chunk with one set of compression parameters (:meth:`ChunkCodec.measure`).
+
+    Parameters
+    ----------
+    buf
+        The chunk's bytes as blosc2 hands them to the codecs (any C-contiguous buffer).
+    cparams
+        ``blosc2.CParams`` or a dict of its fields; set ``typesize`` and ``blocksize`` to the
+        chunk's (a blocksize of 0 lets blosc2 choose).
+    repeats
+        Timings per operation; the minimum is kept (default 3).
+    nthreads
+        Compression and decompression threads; ``None`` (default) keeps ``cparams.nthreads``.
+
+    Returns
+    -------
+    Measurement
+        ``cbytes``, ``ctime``, ``dtime``. The decompressed chunk is checked equal to ``buf``
+        (:class:`RoundTripError` otherwise). Codecs are cached per parameters and size.
+    """
+    data = as_buffer(buf)
+    repeats = parse_int("repeats", repeats, 1)
+    cp = as_cparams(cparams)
+    if nthreads is not None:
+        cp = dataclasses.replace(cp, nthreads=parse_threads("nthreads", nthreads))
+    key = (_cparams_key(cp), data.nbytes)
+    codec = _CODECS.get(key)
+    if codec is None:
+        codec = _CODECS[key] = ChunkCodec(cp, data.nbytes)
+        while len(_CODECS) > _CODECS_KEPT:
+            _CODECS.popitem(last=False)
+    else:
+        _CODECS.move_to_end(key)
+    return codec.measure(data, repeats)
+
+
+def as_cparams(cparams: object) -> blosc2.CParams:
+    """``blosc2.CParams`` as is, or built from a dict of its fields (:class:`ConfigError` if
+    neither)."""
+    import blosc2
+
+    if isinstance(cparams, blosc2.CParams):
+        return cparams
+    if isinstance(cparams, dict):
+        try:
+            return blosc2.CParams(**cparams)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                invalid("cparams", cparams, f"blosc2.CParams fields ({exc})")
+            ) from None
+    raise ConfigError(invalid("cparams", cparams, "a blosc2.CParams or a dict of its fields"))
+
+
+def _cparams_key(cp: blosc2.CParams) -> tuple:
+    def plain(v: object) -> object:
+        if isinstance(v, (list, tuple)):
+            return tuple(plain(x) for x in v)
+        return int(v.value) if hasattr(v, "value") else v
+
+    return tuple((k, plain(v)) for k, v in sorted(dataclasses.asdict(cp).items()))
+
+
+def as_buffer(buf: object) -> np.ndarray:
+    """A chunk's bytes as a 1-D uint8 view (bytes, memoryview or a C-contiguous array)."""
+    if isinstance(buf, np.ndarray):
+        if not buf.flags.c_contiguous:
+            raise InputError(invalid("buf", "a non-contiguous array", "a C-contiguous buffer"))
+        out = buf.reshape(-1).view(np.uint8)
+    else:
+        try:
+            out = np.frombuffer(memoryview(buf), dtype=np.uint8)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputError(
+                invalid("buf", type(buf).__name__, "bytes, a memoryview or a numpy array")
+            ) from None
+    if out.size == 0:
+        raise InputError(invalid("buf.nbytes", 0, "at least 1 byte"))
+    return out
+
+
+@contextlib.contextmanager
+def write_array(urlpath: str | os.PathLike[str] | None) -> Iterator[dict[str, object]]:
+    """Where to create a Blosc2 array so that ``urlpath`` appears whole or not at all.
+
+    Yields the keyword arguments for ``blosc2.empty``/``asarray`` (``{}`` for an in-memory
+    array; else a temporary ``urlpath`` next to the target and ``mode="w"``). The array made
+    inside the block must be closed (deleted) before it ends; on success the file is renamed
+    over ``urlpath``, on error it is removed.
+    """
+    if urlpath is None:
+        yield {}
+        return
+    with atomic_path(urlpath) as tmp:
+        yield {"urlpath": str(tmp), "mode": "w"}

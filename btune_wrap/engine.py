@@ -1,0 +1,450 @@
+"""The Python engine: the plugin's inference algorithm in Python, on any blosc2.
+
+For each chunk, the plugin's features (:class:`btune_wrap.probe.ChunkProbe`), normalized with
+the model's JSON, fed with the tradeoff to the ``.tflite`` network through LiteRT; the argmax is
+a category whose parameters compress that chunk (:class:`btune_wrap.compressor.ChunkCodec`).
+After the inferred chunks, :mod:`btune_wrap.tweak` takes over (see :func:`btune_wrap.infer.compress`
+for what ``use_inference`` means).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .categories import Category, SplitMode, default_category
+from .compressor import ChunkCodec, compiled_method, is_special, write_array
+from .config import BtuneConfig, PerfMode
+from .errors import InputError, ModelError
+from .model import BtuneModel, plugin_tradeoff
+from .objective import chunk_objective
+from .parse import parse_optional_shape, parse_threads
+from .plugin import implicit_tuner_off
+from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
+from .sources import ChunkReader, check_array, resolve_layout
+from .trace import Banner, InferenceLine, RowState, Trace, TraceRow, assemble, format_trace
+from .tweak import TweakSearch, most_predicted
+
+if TYPE_CHECKING:
+    import blosc2
+
+
+#: Where the Python engine puts each compressed chunk: ``sink(chunk index, chunk bytes)``.
+ChunkSink = Callable[[int, bytes], object]
+
+#: Chunks probed before one batched network call (and at most this many bytes of them):
+#: 128 chunks of 40 KB wrote 3-5% faster than 64, and as fast as 256.
+_BATCH_CHUNKS = 128
+_BATCH_BYTES = 16 * 2**20
+#: The probe runs in a background thread only for more inferred chunks than this.
+_BACKGROUND_MIN_CHUNKS = 64
+
+
+class PythonEngine:
+    """The plugin's inference algorithm in Python; runs on any blosc2.
+
+    Parameters
+    ----------
+    config
+        ``tradeoff``, ``perf_mode`` and ``use_inference`` are used (see the module docstring
+        for what ``use_inference`` means here); ``trace`` makes :meth:`write` also render the
+        trace as text (``Trace.raw``).
+    model
+        The model for ``config.perf_mode`` (:func:`btune_wrap.model.load_model`); may be
+        ``None`` only with ``use_inference=0``.
+    max_tweaks
+        Most neighbour trials in the tweak phase (default 8; 0 disables tweaking).
+    repeats
+        Timings per tweak measurement, the minimum is kept (default 3).
+
+    Notes
+    -----
+    Up to 128 chunks are probed in one compiled call (each timed on its own), then the network
+    runs once for them (the outputs are the same as one call per chunk); each chunk's
+    ``time_inference`` is its share of that call.
+
+    When the array's cparams allow more than one thread, the chunks are views of the data
+    (whole chunks of 1-D C-contiguous data whose blocks divide them), more than 64 chunks are
+    inferred and the network ignores the speed feature (:attr:`BtuneModel.reads_speed`), the
+    probe runs ahead in a background thread (:meth:`ChunkProbe.start`) while the calling thread
+    compresses the chunks already probed: the same decisions and bytes, written sooner. It is
+    not used for networks that read the speed feature, because compressing next to the probe
+    slows its timings (the speed's median dropped by up to 16% in our measurements).
+    """
+
+    def __init__(
+        self,
+        config: BtuneConfig,
+        model: BtuneModel | None,
+        *,
+        max_tweaks: int = 8,
+        repeats: int = 3,
+    ) -> None:
+        if model is None and config.use_inference != 0:
+            raise ModelError(
+                f"model=None is invalid with use_inference={config.use_inference}: "
+                "expected a loaded model"
+            )
+        self.config = config
+        self.model = model
+        self.max_tweaks = max_tweaks
+        self.repeats = repeats
+        self.tradeoff = plugin_tradeoff(config.tradeoff)
+        mode = config.perf_mode
+        #: The mode the objective uses (AUTO behaves as COMP, as in the plugin).
+        self.mode = PerfMode.COMP if mode is PerfMode.AUTO else mode
+        #: Whether tweak measurements time decompression (DECOMP, BALANCED).
+        self.decompress = self.mode in (PerfMode.DECOMP, PerfMode.BALANCED)
+
+    # -- public ----------------------------------------------------------------------------
+
+    def write(
+        self,
+        array: np.ndarray,
+        *,
+        urlpath: str | os.PathLike[str] | None = None,
+        chunks: Sequence[int] | None = None,
+        blocks: Sequence[int] | None = None,
+        nthreads: int | None = None,
+    ) -> tuple[blosc2.NDArray, Trace]:
+        """Write ``array`` chunk by chunk with the engine's decisions; see :func:`compress`."""
+        import blosc2
+
+        data = np.asarray(array)
+        check_array("array", data.shape, data.dtype, numeric=False)
+        nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
+        chunks = parse_optional_shape("chunks", chunks, data.ndim)
+        blocks = parse_optional_shape("blocks", blocks, data.ndim)
+        kwargs: dict[str, object] = {}
+        if nthreads is not None:
+            kwargs["cparams"] = {"nthreads": nthreads}
+        kwargs["chunks"], kwargs["blocks"] = _layout(
+            data.shape,
+            data.dtype.str,
+            chunks,
+            blocks,
+            nthreads,
+            repr(sorted(blosc2.cparams_dflts.items())),
+        )
+        with write_array(urlpath) as where:
+            with implicit_tuner_off():
+                arr = blosc2.empty(data.shape, dtype=data.dtype, **kwargs, **where)
+            trace = self.fill(arr, data)
+            if urlpath is not None:
+                del arr
+        if urlpath is not None:
+            arr = blosc2.open(os.fspath(urlpath))
+        return arr, trace
+
+    def fill(self, arr: blosc2.NDArray, data: np.ndarray, sink: ChunkSink | None = None) -> Trace:
+        """Compress every chunk of ``data`` into ``arr`` (same shape and dtype), in place.
+
+        ``arr`` is typically fresh from ``blosc2.empty``; its chunk and block shapes, typesize
+        and thread count are used. ``sink`` (default: ``arr``'s own ``update_chunk``) receives
+        each chunk's index and compressed bytes instead, in chunk order; ``arr`` then only gives
+        the layout (see :mod:`btune_wrap.h5sink`). Returns the trace of the decisions.
+        """
+        return _ArrayFill(self, arr, sink).fill(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...] | None,
+    blocks: tuple[int, ...] | None,
+    nthreads: int | None,
+    defaults: str,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The chunk and block shapes ``blosc2.empty`` picks for these arguments, computed once.
+
+    Without ``blocks``, blosc2 compresses an 8 MB buffer of zeros to get a blocksize hint on
+    every call, which costs as much as writing a few MB; the result depends only on the
+    arguments and on blosc2's default parameters (``defaults``, their ``repr``).
+    """
+    return resolve_layout(shape, np.dtype(dtype), chunks, blocks, nthreads=nthreads, where="array")
+
+
+@dataclass
+class CategoryWriter:
+    """One category's compressor for an array's chunks, and the fields of its trace rows and
+    inference lines that do not change from chunk to chunk (computed once per category)."""
+
+    category: Category
+    codec: ChunkCodec
+    row: dict[str, object]
+    inference: dict[str, object]
+
+    def __post_init__(self) -> None:
+        self.compress = self.codec.compress
+
+    @classmethod
+    def for_layout(
+        cls, cat: Category, typesize: int, blocksize: int, chunk_nbytes: int, nthreads: int
+    ) -> CategoryWriter:
+        # A chunk of one block is compressed by one thread whatever nthreads says; a one-thread
+        # context skips the thread pool's handshake (same bytes).
+        one_block = blocksize >= chunk_nbytes
+        cparams = cat.to_cparams(
+            typesize=typesize, blocksize=blocksize, nthreads=1 if one_block else nthreads
+        )
+        codec, filter_, clevel, splitmode = (int(v) for v in cat.to_plugin())
+        row = {
+            "codec": cat.codec.name.lower(),
+            "filter": filter_,
+            "split": 1 if cat.splitmode == SplitMode.ALWAYS else 0,
+            "clevel": cat.clevel,
+            "cthreads": nthreads,
+            "dthreads": nthreads,
+            "readapt": "",
+            "score_higher_is_better": True,
+            "blocksize": None,
+            "shufflesize": None,
+        }
+        inference = {"codec": codec, "filter": filter_, "clevel": clevel, "splitmode": splitmode}
+        return cls(cat, ChunkCodec(cparams, chunk_nbytes), row, inference)
+
+
+class _ArrayFill:
+    """One :meth:`PythonEngine.fill`: the inference phase, then the tweak (:mod:`.tweak`)."""
+
+    def __init__(
+        self, engine: PythonEngine, arr: blosc2.NDArray, sink: ChunkSink | None = None
+    ) -> None:
+        self.engine = engine
+        self.arr = arr
+        schunk = arr.schunk
+        self.typesize = schunk.typesize
+        self.blocksize = schunk.blocksize
+        self.chunk_nbytes = schunk.chunksize
+        self.nthreads = schunk.cparams.nthreads
+        self.update_chunk = sink or compiled_method(schunk, "update_chunk")
+        self.writers: dict[Category, CategoryWriter] = {}
+        model = engine.model
+        #: The writer of each of the model's categories, by index, once used.
+        self._by_index: list[CategoryWriter | None] = [None] * (
+            len(model.categories) if model else 0
+        )
+        #: How often the model chose each category.
+        self.counts = [0] * (len(model.categories) if model else 0)
+        self.last: Category | None = None
+        self._probe: ChunkProbe | None = None
+        if self.chunk_nbytes >= MIN_CHUNK_NBYTES:
+            # Validated once for all chunks (all have the same padded size); a layout the probe
+            # refuses leaves every chunk without features.
+            with contextlib.suppress(InputError):
+                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize)
+        self.trace = Trace(engine="python")
+        self.trace.banners.append(
+            Banner(
+                version="btune_wrap python engine",
+                perf_mode=engine.mode.name,
+                tradeoff=engine.config.tradeoff,
+                bandwidth="-",
+            )
+        )
+        if model is not None:
+            self.trace.messages.append(f"INFO: model {model.tflite_path}")
+        self.rows = RowLog(self)
+
+    def fill(self, data: np.ndarray) -> Trace:
+        engine = self.engine
+        model = engine.model
+        nchunks = self.arr.schunk.nchunks
+        use = engine.config.use_inference
+        n_infer = 0 if model is None else (nchunks if use < 0 else min(use, nchunks))
+        per_batch = max(1, min(_BATCH_CHUNKS, -(-_BATCH_BYTES // max(self.chunk_nbytes, 1))))
+        reader = ChunkReader(data, self.arr, per_batch)
+        probe = self._probe
+        # With a thread to spare, chunks that are views of the data and a network that ignores
+        # the speed feature, the probe runs ahead in a background thread while this one
+        # compresses the chunks already probed. (Compressing next to it slows the probe's
+        # timings: the speed feature's median dropped by up to 16%; the cratio is unchanged.)
+        whole = None
+        if (
+            probe is not None
+            and self.nthreads > 1
+            and n_infer > _BACKGROUND_MIN_CHUNKS
+            and not model.reads_speed
+        ):
+            whole = reader.view(0, n_infer)
+        with contextlib.ExitStack() as stack:
+            job = None
+            if whole is not None:
+                # One untimed probe first, so that one-off costs (compilation, the zeros-speed
+                # reference) do not distort the first chunk's speed feature.
+                probe.many(whole[:1])
+                job = stack.enter_context(probe.start(whole))
+            done = 0
+            while done < n_infer:
+                if job is not None:
+                    ready = job.wait(done + 1)
+                    count = min(per_batch, ready - done)
+                    chunks = whole[done : done + count]
+                    feats = job.features(done, done + count)
+                else:
+                    count = min(per_batch, n_infer - done)
+                    chunks = reader.take(done, count)
+                    feats = None
+                    if probe is not None:
+                        if done == 0:
+                            probe.many(chunks[:1])  # untimed, as above
+                        feats = probe.many(chunks)
+                self._infer_batch(done, chunks, feats)
+                done += count
+        TweakSearch(self).run(reader, done)
+        self.rows.finish()
+        if engine.config.trace:
+            self.trace.raw = format_trace(self.trace)
+        return self.trace
+
+    def writer(self, cat: Category) -> CategoryWriter:
+        """The writer of ``cat`` for this array (made once)."""
+        found = self.writers.get(cat)
+        if found is None:
+            found = self.writers[cat] = CategoryWriter.for_layout(
+                cat, self.typesize, self.blocksize, self.chunk_nbytes, self.nthreads
+            )
+        return found
+
+    def _infer_batch(self, first: int, chunks: np.ndarray, feats: FeatureArrays | None) -> None:
+        """Run the network once for the chunks (rows of ``chunks``) and write each.
+
+        ``feats`` holds their features (NaN where the probe failed), ``None`` when the layout
+        gives none.
+        """
+        model = self.engine.model
+        assert model is not None
+        count = chunks.shape[0]
+        choices = [-1] * count
+        entropy = [0.0] * count
+        t_share = 0.0
+        if feats is not None:
+            entropy = feats.elapsed.tolist()
+            ok = ~np.isnan(feats.cratio)
+            nok = int(ok.sum())
+            if nok:
+                t0 = time.perf_counter()
+                chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], self.engine.tradeoff)
+                t_share = (time.perf_counter() - t0) / nok
+                picked = np.full(count, -1, dtype=np.int64)
+                picked[ok] = chosen
+                choices = picked.tolist()
+        categories = model.categories
+        by_index, counts, write = self._by_index, self.counts, self.rows.write
+        inference = RowState.INFERENCE
+        for k, index in enumerate(choices):
+            step = first + k
+            if index < 0:
+                # No usable features (see ChunkProbe): go on with the latest choice.
+                cat = self.last or most_predicted(model, counts) or default_category()
+                write(step, chunks[k], self.writer(cat), RowState.STOP)
+                continue
+            counts[index] += 1
+            writer = by_index[index]
+            if writer is None:
+                writer = by_index[index] = self.writer(categories[index])
+            self.last = writer.category
+            write(step, chunks[k], writer, inference, index, entropy[k], t_share)
+
+
+class RowLog:
+    """Writes chunks into the array and records their trace rows.
+
+    Rows written by :meth:`write` are completed by :meth:`finish`, which scores them in one
+    objective call: (row index, step, writer, cbytes, ctime, state, the model's category index
+    or -1, time entropy, time inference).
+    """
+
+    def __init__(self, fill: _ArrayFill) -> None:
+        self.update_chunk = fill.update_chunk
+        self.trace = fill.trace
+        self.chunk_nbytes = fill.chunk_nbytes
+        self.typesize = fill.typesize
+        self.engine = fill.engine
+        self._pending: list[tuple] = []
+
+    def write(
+        self,
+        step: int,
+        buf: np.ndarray,
+        writer: CategoryWriter,
+        state: RowState,
+        category: int = -1,
+        time_entropy: float = 0.0,
+        time_inference: float = 0.0,
+    ) -> None:
+        """Compress one chunk with ``slot`` and store it; its row is completed later.
+
+        ``category`` is the model's index for the chunk (-1: the model did not choose it).
+        """
+        t0 = time.perf_counter()
+        chunk = writer.compress(buf)
+        ctime = time.perf_counter() - t0
+        self.update_chunk(step, chunk)
+        rows = self.trace.rows
+        self._pending.append(
+            (
+                len(rows),
+                step,
+                writer,
+                len(chunk),
+                ctime,
+                state,
+                category,
+                time_entropy,
+                time_inference,
+            )
+        )
+        rows.append(None)  # type: ignore[arg-type]  # the row, once scored
+
+    def finish(self) -> None:
+        """Score the rows :meth:`write` left pending (in one objective call), and fill them in.
+
+        The score is the objective of the chunk's cratio and compression speed (NaN in DECOMP
+        and BALANCED modes, where the write does not time decompression).
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        nbytes = self.chunk_nbytes
+        if self.engine.decompress:
+            scores = [math.nan] * len(pending)
+        else:
+            columns = list(zip(*pending, strict=True))
+            cbytes, ctime = (np.array(columns[k], dtype=np.float64) for k in (3, 4))
+            scores = chunk_objective(
+                nbytes, cbytes, ctime, None, PerfMode.COMP, self.engine.tradeoff
+            ).tolist()
+        rows, inferences = self.trace.rows, self.trace.inferences
+        for (index, step, writer, cb, _, state, category, t_ent, t_inf), score in zip(
+            pending, scores, strict=True
+        ):
+            inference = None
+            if category >= 0:
+                inference = assemble(
+                    InferenceLine,
+                    writer.inference,
+                    {"category": category, "time_entropy": t_ent, "time_inference": t_inf},
+                )
+                inferences.append(inference)
+            rows[index] = assemble(
+                TraceRow,
+                writer.row,
+                {
+                    "step": step,
+                    "score": score,
+                    "cratio": nbytes / cb,
+                    "state": state.value,
+                    "winner": "S" if is_special(cb, self.typesize) else "-",
+                    "inference": inference,
+                },
+            )
