@@ -48,7 +48,8 @@ from .config import BtuneConfig
 from .engine import PythonEngine
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
 from .model import BtuneModel, load_model
-from .parse import parse_int, parse_optional_shape, parse_threads
+from .outputs import check_output
+from .parse import parse_bool, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
 from .sources import check_array, resolve_layout
 from .trace import Trace
@@ -94,6 +95,7 @@ def compress(
     max_tweaks: int = 8,
     repeats: int = 3,
     echo: bool = False,
+    force: bool = False,
 ) -> tuple[blosc2.NDArray, Trace]:
     """Write ``data`` as a Blosc2 NDArray with a trained model choosing each chunk's parameters.
 
@@ -113,7 +115,8 @@ def compress(
         ``"native"`` (the plugin), ``"python"``, or ``None`` (default): the plugin where it
         can run, the Python engine elsewhere. ``Trace.engine`` says which ran.
     urlpath
-        Where to write the ``.b2nd`` file (written aside, then renamed over it); ``None``
+        Where to write the ``.b2nd`` file (written aside, then renamed into place; an existing
+        file is replaced only with ``force``, an input or a directory never); ``None``
         (default) keeps the array in memory.
     chunks, blocks
         Chunk and block shapes; ``None`` lets blosc2 choose (or keeps a Blosc2 input's).
@@ -127,6 +130,8 @@ def compress(
     echo
         Print the trace as the plugin would have (the plugin's own output for the native
         engine; the same layout for the Python engine). Default False.
+    force
+        Replace an existing ``urlpath`` file. Default False.
 
     Returns
     -------
@@ -147,6 +152,9 @@ def compress(
     if not isinstance(cfg, BtuneConfig):
         raise ConfigError(invalid("config", cfg, "a BtuneConfig or None"))
     which = Engine.parse(engine)
+    if urlpath is not None:
+        inputs = [data] if isinstance(data, (str, os.PathLike)) else []
+        check_output(urlpath, inputs, force=parse_bool("force", force), name="urlpath")
     auto_python = engine is None and which is Engine.PYTHON
     if auto_python and cfg.models_dir is None and cfg.use_inference != 0:
         raise PluginUnavailableError(
