@@ -1,25 +1,40 @@
-"""Write-aside-then-rename helpers, so that no output is ever left half-written."""
+"""Write-aside-then-rename helpers, so that no output is ever left half-written.
+
+A temporary is named ``.<target name>.<pid>.<random>.tmp`` next to its target. A run killed
+before its cleanup (SIGKILL, a crash) leaves it behind; the next write of the same target removes
+the temporaries of processes that no longer run.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError, invalid
+
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, replace_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` on success.
 
     Works for files and directories. On error the temporary path is removed and ``target``
-    is left as it was.
+    is left as it was. An existing directory at ``target`` is replaced only with
+    ``replace_dir`` (the caller checked it is one of ours: :mod:`btune_wrap.outputs`); else it
+    is refused with :class:`InputError` before anything is written.
     """
     target = Path(target)
+    if target.is_dir() and not target.is_symlink() and not replace_dir:
+        raise InputError(invalid("output", str(target), "a file path (a directory is there)"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()
@@ -40,7 +55,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary directory; it replaces ``target`` when the block succeeds."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target, replace_dir=True) as tmp:
         tmp.mkdir()
         yield tmp
 
@@ -57,6 +72,34 @@ def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries of ``target`` left by processes that no longer run; return them."""
+    target = Path(target)
+    removed = []
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
+    except OSError:
+        return removed
+    for path in candidates:
+        pid_text = path.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid_text.isdigit() and not _running(int(pid_text)):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

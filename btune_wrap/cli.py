@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import re
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -125,10 +127,12 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
     p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
     p.add_argument("--nthreads", type=int, help="compression threads (default: blosc2's)")
-    p.add_argument("--quiet", action="store_true", help="do not print the per-chunk trace")
     p.add_argument(
-        "--force", action="store_true", help="replace an existing dataset in an HDF5 OUTPUT"
+        "--force",
+        action="store_true",
+        help="replace an existing OUTPUT file (the dataset only, in an HDF5 OUTPUT)",
     )
+    p.add_argument("--quiet", action="store_true", help="do not print the per-chunk trace")
     p.set_defaults(func=_cmd_compress)
 
 
@@ -154,11 +158,13 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         echo=not args.quiet,
         force=args.force,
     )
+    # The plugin's trace (and so its inference count) exists only when it was asked for.
+    known = trace.engine == "python" or not args.quiet
+    counted = f", {len(trace.inferences)} inferences" if known else ""
     stats = getattr(arr, "schunk", arr)  # an HDF5 output's H5Dataset has the same two fields
     print(
         f"Wrote {args.output}: shape {arr.shape}, {arr.dtype}, {stats.nchunks} chunks, "
-        f"cratio {stats.cratio:.2f}x ({trace.engine} engine, "
-        f"{len(trace.inferences)} inferences)"
+        f"cratio {stats.cratio:.2f}x ({trace.engine} engine{counted})"
     )
     return 0
 
@@ -199,7 +205,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import ALL_METHODS, Method, check_output, evaluate
 
     if args.output is not None:
-        check_output(args.output, force=args.force)
+        check_output(args.output, [args.models, *args.meas], force=args.force)
     methods = [m for m in ALL_METHODS if not (args.no_genetic and m is Method.GENETIC)]
     evaluation = evaluate(args.models, args.meas, args.mode, methods=methods)
     print(evaluation.format())
@@ -421,14 +427,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raise_interrupt(signum: int, frame: object) -> None:
+    """A signal handler that makes SIGTERM stop a run as Ctrl-C does: temporaries removed,
+    checkpoints kept."""
+    raise KeyboardInterrupt
+
+
+def with_flag(message: str, parser: argparse.ArgumentParser) -> str:
+    """Prefix a library error that names an API argument (``nthreads=0 is invalid...``) with
+    the command-line flag that set it (``--nthreads``), where the command has one."""
+    match = re.match(r"(\w+)=", message)
+    if match is None:
+        return message
+    flag = "--" + match.group(1).replace("_", "-")
+    options = {o for action in parser._actions for o in action.option_strings}
+    return f"{flag}: {message}" if flag in options else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``btune`` command; returns the exit code (2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         return int(args.func(args) or 0)
     except BtuneWrapError as exc:
-        print(f"btune {args.command}: error: {exc}", file=sys.stderr)
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        print(f"btune {args.command}: error: {with_flag(str(exc), sub)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"btune {args.command}: interrupted", file=sys.stderr)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import outputs
 from .atomic import atomic_dir
 from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
@@ -142,6 +143,9 @@ class Evaluation:
         ``{method: reason}`` for each requested method that could not be evaluated.
     meta
         What was evaluated: models, measurements, tradeoffs, versions, date.
+    inputs
+        The paths the evaluation read (models, measurements, their sources): :meth:`save`
+        never writes over them.
     """
 
     mode: PerfMode
@@ -150,6 +154,7 @@ class Evaluation:
     frontier: pd.DataFrame
     notes: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
 
     @property
     def tradeoffs(self) -> tuple[float, ...]:
@@ -199,7 +204,7 @@ class Evaluation:
         """
         from .report import plot_evaluation_frontier, plot_evaluation_regret
 
-        directory = check_output(directory, force=force)
+        directory = check_output(directory, self.inputs, force=force)
         with atomic_dir(directory) as tmp:
             doc = json.dumps(self.to_dict(), indent=1, allow_nan=False)
             (tmp / JSON_FILE).write_text(doc + "\n")
@@ -217,20 +222,20 @@ class Evaluation:
         return directory
 
 
-def check_output(directory: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Refuse an output directory that exists (unless ``force``) or is not a directory.
+def is_evaluation_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory :meth:`Evaluation.save` wrote."""
+    return (Path(path) / JSON_FILE).is_file() and (Path(path) / SUMMARY_FILE).is_file()
 
-    Called before any work so that a bad ``--output`` fails at once; returns it as a Path.
-    """
-    path = Path(directory)
-    if path.exists() or path.is_symlink():
-        if not path.is_dir():
-            raise InputError(invalid("output", str(path), "a directory path (it is a file)"))
-        if not force:
-            raise InputError(
-                invalid("output", str(path), "a directory that does not exist yet (or --force)")
-            )
-    return path
+
+def check_output(
+    directory: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    *,
+    force: bool = False,
+) -> Path:
+    """:func:`btune_wrap.outputs.check_output` for an evaluation directory: called before any
+    work so that a bad ``--output`` fails at once; returns it as a Path."""
+    return outputs.check_output(directory, inputs, force=force, owned=is_evaluation_dir)
 
 
 # -- the evaluation ------------------------------------------------------------------------
@@ -329,7 +334,9 @@ def evaluate(
     summary = summary_table(choices, perf)
     frontier = frontier_table(datasets_matrices(datasets), measured, perf)
     meta = _meta(models_dir, model, datasets, perf, tradeoffs, wanted, genetic_info)
-    return Evaluation(perf, summary, choices, frontier, notes, meta)
+    inputs = [*([models_dir] if models_dir is not None else []), *meas_dirs]
+    inputs += [ds.meas.meta["input"]["path"] for ds in datasets if _recorded_path(ds.meas)]
+    return Evaluation(perf, summary, choices, frontier, notes, meta, tuple(map(str, inputs)))
 
 
 def _choose(
@@ -714,6 +721,11 @@ class _Dataset:
         )
 
 
+def _recorded_path(meas: Measurements) -> bool:
+    recorded = meas.meta.get("input")
+    return isinstance(recorded, dict) and isinstance(recorded.get("path"), str)
+
+
 def _open_source(meas: Measurements) -> ChunkSource:
     """Open the source a measurement was made from, with its chunk layout, and check it."""
     from .sources import open_source
@@ -745,6 +757,13 @@ def _open_source(meas: Measurements) -> ChunkSource:
     if any(v is not None and list(v) != list(getattr(source, k)) for k, v in layout.items()):
         source.close()
         source = open_source(candidate, chunks=layout["chunks"], blocks=layout["blocks"])
+    if not _same_input(meas, source):
+        source.close()
+        raise InputError(
+            f"{where}: its source {candidate!r} was modified since the gather (its size or "
+            "time and the chunks' probe features differ): the measurements no longer describe "
+            "it; gather it again"
+        )
     checks = {
         "shape": list(source.shape),
         "chunks": list(source.chunks),
@@ -761,6 +780,39 @@ def _open_source(meas: Measurements) -> ChunkSource:
                 "measured: the source changed since the gather (gather it again)"
             )
     return source
+
+
+#: Measured chunks whose probe features are compared when a source's size or time changed.
+_RECHECKED_CHUNKS = 16
+
+
+def _same_input(meas: Measurements, source: ChunkSource) -> bool:
+    """Whether ``source`` still holds what ``meas`` measured.
+
+    Same size and modification time as recorded: yes. Otherwise (a copy, a touch, a rewrite)
+    the probe's cratio feature, which is deterministic, is computed again on up to
+    :data:`_RECHECKED_CHUNKS` measured chunks spread over the data and must equal the recorded
+    one bit for bit.
+    """
+    from .probe import chunk_features
+
+    recorded = meas.meta.get("input") if isinstance(meas.meta.get("input"), dict) else {}
+    now = source.fingerprint()
+    if all(recorded.get(k) == now.get(k) for k in ("size", "mtime_ns") if k in recorded):
+        return True
+    chunks = meas.chunks
+    picks = np.unique(np.linspace(0, len(chunks) - 1, _RECHECKED_CHUNKS).astype(int))
+    for pos in picks:
+        i = int(chunks["chunk"].iloc[pos])
+        if i >= source.nchunks:
+            return False
+        buf = source.chunk(i)
+        if buf.nbytes != int(chunks["nbytes"].iloc[pos]):
+            return False
+        feats = chunk_features(buf, source.typesize, source.chunk_blocksize(i))
+        if feats.cratio != float(chunks["cratio_feature"].iloc[pos]):
+            return False
+    return True
 
 
 def _progress(items, enabled: bool, desc: str):

@@ -42,6 +42,7 @@ from .atomic import atomic_path
 from .categories import Category, Filter, default_category
 from .engine import PythonEngine, _layout
 from .errors import ConfigError, InputError, invalid
+from .outputs import check_target as check_output_path
 from .parse import parse_optional_shape, parse_threads
 from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner, check_array
 
@@ -167,8 +168,9 @@ def check_target(target: H5Target, *, force: bool = False, source: object = None
     Raises
     ------
     InputError
-        The file is a directory, not HDF5, or read-only (no write permission bit, or not
-        writable by this process); the dataset path names a group or lies under a dataset;
+        The file's directory cannot take it (:func:`btune_wrap.outputs.check_target`); the file
+        is a directory, not HDF5, or read-only (no write permission bit, or not writable by
+        this process); the dataset path names a group or lies under a dataset;
         it names an existing dataset and ``force`` is false; or it is the input itself.
     """
     _require_h5py()
@@ -176,6 +178,8 @@ def check_target(target: H5Target, *, force: bool = False, source: object = None
     where = str(target)
     if _same_dataset(target, source):
         raise InputError(invalid("output", where, "a dataset other than the input"))
+    # The file's directory, as for any output (another dataset of the input file is fine).
+    check_output_path(file, name="output")
     if not file.exists():
         return
     if file.is_dir() or not _is_hdf5(file):

@@ -49,7 +49,8 @@ from .engine import PythonEngine
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, load_model
-from .parse import parse_int, parse_optional_shape, parse_threads
+from .outputs import check_output
+from .parse import parse_bool, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
 from .sources import check_array, resolve_layout
 from .trace import Trace
@@ -115,7 +116,8 @@ def compress(
         ``"native"`` (the plugin), ``"python"``, or ``None`` (default): the plugin where it
         can run, the Python engine elsewhere. ``Trace.engine`` says which ran.
     urlpath
-        Where to write the ``.b2nd`` file (written aside, then renamed over it); ``None``
+        Where to write the ``.b2nd`` file (written aside, then renamed into place; an existing
+        file is replaced only with ``force``, an input or a directory never); ``None``
         (default) keeps the array in memory. ``file.h5:/group/dataset`` writes an HDF5 dataset
         instead, each chunk with its own parameters (Python engine only; see
         :mod:`btune_wrap.h5sink`), and returns an :class:`~btune_wrap.h5sink.H5Dataset`.
@@ -132,7 +134,8 @@ def compress(
         Print the trace as the plugin would have (the plugin's own output for the native
         engine; the same layout for the Python engine). Default False.
     force
-        HDF5 output: replace an existing dataset of that name (default False: refuse).
+        Replace an existing ``urlpath`` file (for an HDF5 output: the dataset of that name, the
+        file's other objects kept). Default False.
 
     Returns
     -------
@@ -152,12 +155,14 @@ def compress(
     cfg = BtuneConfig.from_env() if config is None else config
     if not isinstance(cfg, BtuneConfig):
         raise ConfigError(invalid("config", cfg, "a BtuneConfig or None"))
+    force = parse_bool("force", force)
     target = parse_target(urlpath)
+    which = Engine.parse(engine) if target is None else engine_for_hdf5(engine)
     if target is not None:
-        which = engine_for_hdf5(engine)
         check_target(target, force=force, source=data)
-    else:
-        which = Engine.parse(engine)
+    elif urlpath is not None:
+        inputs = [data] if isinstance(data, (str, os.PathLike)) else []
+        check_output(urlpath, inputs, force=force, name="urlpath")
     auto_python = engine is None and which is Engine.PYTHON and target is None
     if auto_python and cfg.models_dir is None and cfg.use_inference != 0:
         raise PluginUnavailableError(

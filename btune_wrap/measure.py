@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -34,7 +35,9 @@ from .measurements import (
     RESULT_COLUMNS,
     RESULTS_FILE,
     Measurements,
+    is_measurement_dir,
 )
+from .outputs import check_output, check_target
 from .parse import parse_float, parse_int, parse_threads
 from .plugin import installed_version
 
@@ -234,13 +237,20 @@ class _Gather:
         selection = select_chunks(src.nchunks, max_chunks, sample, seed)
         options = self._options(selection)
         where = str(self.output)
-        if self.output.exists() and not (force or resume):
-            raise InputError(
-                f"output {where!r} exists: pass force=True (--force) to replace it, or "
-                "resume=True (--resume) to continue or reuse it"
-            )
-        if self.output.exists() and not self.output.is_dir() and not force:
-            raise InputError(invalid("output", where, "a directory (a file is in the way)"))
+        inputs = [src.file]
+        check_target(self.work, inputs, name="output")
+        try:
+            check_output(self.output, inputs, force=force, owned=is_measurement_dir)
+        except InputError:
+            if not (resume and is_measurement_dir(self.output)):
+                if self.output.exists() and not force and is_measurement_dir(self.output):
+                    raise InputError(
+                        f"output {where!r} exists: pass force=True (--force) to replace it, "
+                        "or resume=True (--resume) to continue or reuse it"
+                    ) from None
+                raise
+        if self.work.exists() and not self.work.is_dir():
+            raise InputError(invalid("checkpoint", str(self.work), "a directory (a file is there)"))
         if self.work.is_dir() and not (force or resume):
             raise InputError(
                 f"an interrupted gather into {where!r} left its checkpoint {str(self.work)!r}: "
@@ -338,11 +348,17 @@ class _Gather:
             try:
                 chunk_features(buf, src.typesize, src.chunk_blocksize(i))
             except InputError as exc:
+                total = math.prod(src.shape) * src.dtype.itemsize
+                advice = (
+                    "Use larger --chunks/--blocks"
+                    + (" or leave the chunk out with --max-chunks" if i == last != first else "")
+                    if total > buf.nbytes
+                    else f"The whole input holds {total} bytes: gather a larger array"
+                )
                 raise InputError(
                     f"{src.name}: chunk {i} ({buf.nbytes} bytes, blocksize "
                     f"{src.chunk_blocksize(i)}, typesize {src.typesize}) cannot be probed as "
-                    f"the plugin does: {exc}. Use larger --chunks/--blocks"
-                    + (" or leave the chunk out with --max-chunks" if i == last != first else "")
+                    f"the plugin does: {exc}. {advice}"
                 ) from None
 
     def _options(self, selection: list[int]) -> dict[str, object]:
@@ -361,7 +377,7 @@ class _Gather:
     def _load_checkpoint(self, options: dict[str, object]) -> set[int]:
         try:
             saved = json.loads((self.work / _PARTIAL_META).read_text())["options"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InputError(
                 f"checkpoint {str(self.work)!r} cannot be read ({exc}): remove it, or start "
                 "over with --force"
@@ -378,10 +394,7 @@ class _Gather:
         done: set[int] = set()
         parts = self._parts()
         for part in parts:
-            import pandas as pd
-
-            ids = pd.read_parquet(part / CHUNKS_FILE, columns=["chunk"])["chunk"].tolist()
-            done.update(int(i) for i in ids)
+            done.update(_part_chunks(part))
         self._nparts = len(parts)
         return done
 
@@ -489,12 +502,50 @@ class _Gather:
         }
 
 
+def _part_chunks(part: Path) -> list[int]:
+    """The chunk ids a checkpoint part holds, both of its tables read and checked first."""
+    import pandas as pd
+
+    try:
+        ids = pd.read_parquet(part / CHUNKS_FILE, columns=["chunk"])["chunk"]
+        results = pd.read_parquet(part / RESULTS_FILE, columns=["chunk"])["chunk"]
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"checkpoint part {str(part)!r} is damaged ({type(exc).__name__}: {exc}): delete "
+            "that directory to measure its chunks again with --resume, or start over with --force"
+        ) from None
+    if set(results.tolist()) != set(ids.tolist()):
+        raise InputError(
+            f"checkpoint part {str(part)!r} is damaged (its two tables name other chunks): "
+            "delete that directory to measure its chunks again with --resume, or start over "
+            "with --force"
+        )
+    return [int(i) for i in ids]
+
+
 def _show_differences(keys: list[str], saved: dict, now: dict) -> str:
+    return "; ".join(f"{k}: {_difference(saved.get(k), now.get(k))}" for k in keys)
+
+
+def _difference(was: object, now: object) -> str:
+    """Where two option values differ, said briefly (the first differing key or item)."""
+
     def short(v: object) -> str:
         text = json.dumps(v)
-        return text if len(text) <= 60 else text[:57] + "..."
+        return text if len(text) <= 40 else text[:37] + "..."
 
-    return "; ".join(f"{k}: was {short(saved.get(k))}, now {short(now.get(k))}" for k in keys)
+    if isinstance(was, dict) and isinstance(now, dict):
+        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        return ", ".join(f"{k} was {short(was.get(k))}, now {short(now.get(k))}" for k in keys)
+    if isinstance(was, list) and isinstance(now, list):
+        first = next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), None)
+        if first is None:
+            return f"{len(was)} items before, {len(now)} now"
+        return (
+            f"item {first} was {short(was[first])}, now {short(now[first])} "
+            f"({len(was)} items before, {len(now)} now)"
+        )
+    return f"was {short(was)}, now {short(now)}"
 
 
 def _remove_tree(path: Path) -> None:

@@ -252,6 +252,11 @@ def _check_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> No
             )
 
 
+def is_measurement_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory ``btune gather`` wrote (it has the three files)."""
+    return all((Path(path) / f).is_file() for f in (META_FILE, CHUNKS_FILE, RESULTS_FILE))
+
+
 def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:
     """Load several measurement directories that share one category set (in one order)."""
     if not paths:

@@ -124,7 +124,7 @@ class ModelMeta:
             raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ModelError(f"model metadata {str(path)!r} is not valid JSON: {exc}") from None
         return cls.from_dict(doc, source=f"model metadata {str(path)!r}")
 

@@ -119,7 +119,7 @@ def parse_shape(
 ) -> tuple[int, ...]:
     """A shape: a non-empty sequence of positive integers (each at most ``high``), of length
     ``ndim`` when given."""
-    what = f"{ndim} positive integers" if ndim is not None else "positive integers"
+    what = "positive integers" if ndim is None else f"{ndim} positive integer" + "s" * (ndim != 1)
     if high is not None:
         what += f" (each <= {high})"
     items = None if isinstance(value, (str, bytes)) else value

@@ -431,6 +431,11 @@ def _open_blosc2(name: str, file: Path, chunks, blocks) -> ChunkSource:
 
 
 def _open_npy(name: str, file: Path, chunks, blocks) -> ChunkSource:
+    with open(file, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        what = "an empty file" if not magic else "not a .npy file (no NumPy header)"
+        raise InputError(invalid("input", name, f"a .npy file written by numpy.save: it is {what}"))
     try:
         data = np.load(file, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -439,7 +444,7 @@ def _open_npy(name: str, file: Path, chunks, blocks) -> ChunkSource:
                 invalid(f"{name}: dtype", "object", f"a numeric dtype ({NUMERIC_KINDS!r} kinds)")
             ) from None
         raise InputError(f"input {name!r} cannot be read as .npy: {exc}") from None
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise InputError(f"input {name!r} cannot be read as .npy: {exc}") from None
     if not isinstance(data, np.ndarray):
         raise InputError(f"input {name!r}: expected one array in the .npy file")

@@ -48,6 +48,8 @@ from .errors import ConfigError, InputError, invalid
 from .measurements import Measurements, check_same_categories, load_many
 from .model import ModelMeta, Normalization, model_stem
 from .objective import TRADEOFFS, best_index, hindsight_best, objective_matrix, parse_mode, regret
+from .outputs import check_target
+from .parse import parse_bool, parse_float, parse_int, parse_shape, parse_tradeoffs
 
 if TYPE_CHECKING:
     import keras
@@ -63,6 +65,10 @@ REPORT_SUFFIXES = (".report.json", ".history.png", ".tradeoffs.png")
 SPLITS = ("train", "validation", "test")
 
 _MODES_HELP = "'c', 'comp', 'd', 'decomp' or 'both'"
+#: Bounds of the network's shape: the plugin's tiny models have 2 hidden layers of 64; these
+#: leave room to experiment and keep TensorFlow from asking for terabytes.
+MAX_LAYERS = 8
+MAX_LAYER_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -118,56 +124,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        hidden = self.hidden
-        if (
-            isinstance(hidden, (str, bytes))
-            or not isinstance(hidden, Sequence)
-            or not hidden
-            or not all(_is_int(h) and h >= 1 for h in hidden)
-        ):
-            raise ConfigError(invalid("hidden", hidden, "a non-empty tuple of positive integers"))
-        set_(self, "hidden", tuple(int(h) for h in hidden))
-        for name in ("epochs", "batch_size", "seed"):
-            value = getattr(self, name)
-            low = 0 if name == "seed" else 1
-            if not _is_int(value) or value < low:
-                raise ConfigError(invalid(name, value, f"an integer >= {low}"))
-        if not _is_int(self.patience) or self.patience < 1:
-            raise ConfigError(invalid("patience", self.patience, "an integer >= 1"))
-        if not _is_number(self.learning_rate) or not 0 < self.learning_rate < 1:
-            raise ConfigError(invalid("learning_rate", self.learning_rate, "a number in (0, 1)"))
-        if not _is_number(self.temperature) or not 0 <= self.temperature < math.inf:
-            raise ConfigError(invalid("temperature", self.temperature, "a finite number >= 0"))
-        if not isinstance(self.use_speed, bool):
-            raise ConfigError(invalid("use_speed", self.use_speed, "True or False"))
+        if isinstance(self.hidden, (Sequence, np.ndarray)) and len(self.hidden) > MAX_LAYERS:
+            raise ConfigError(invalid("hidden", self.hidden, f"at most {MAX_LAYERS} layers"))
+        set_(self, "hidden", parse_shape("hidden", self.hidden, high=MAX_LAYER_SIZE))
+        set_(self, "epochs", parse_int("epochs", self.epochs, 1))
+        set_(self, "batch_size", parse_int("batch_size", self.batch_size, 1))
+        set_(self, "seed", parse_int("seed", self.seed, 0, 2**32 - 1))
+        set_(self, "patience", parse_int("patience", self.patience, 1))
+        set_(self, "learning_rate", parse_float("learning_rate", self.learning_rate, 1e-9, 0.999))
+        set_(self, "temperature", parse_float("temperature", self.temperature, 0.0))
+        set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
         for name in ("test_fraction", "validation_fraction"):
-            value = getattr(self, name)
-            if not _is_number(value) or not 0 < value < 0.5:
-                raise ConfigError(invalid(name, value, "a number in (0, 0.5)"))
-        tradeoffs = self.tradeoffs
-        if (
-            isinstance(tradeoffs, (str, bytes))
-            or not isinstance(tradeoffs, Sequence)
-            or not tradeoffs
-            or not all(_is_number(t) and 0 <= t <= 1 for t in tradeoffs)
-            or len(set(tradeoffs)) != len(tradeoffs)
-        ):
-            raise ConfigError(
-                invalid("tradeoffs", tradeoffs, "distinct numbers in [0, 1], at least one")
-            )
-        set_(self, "tradeoffs", tuple(float(t) for t in tradeoffs))
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+            set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
+        set_(self, "tradeoffs", parse_tradeoffs("tradeoffs", self.tradeoffs))
 
 
 def parse_modes(mode: str | PerfMode) -> tuple[PerfMode, ...]:
@@ -695,8 +664,10 @@ def check_output(
     *,
     force: bool = False,
     existing_dir: bool = True,
+    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
-    """Refuse (:class:`InputError`) to overwrite anything unless ``force``.
+    """Refuse (:class:`InputError`) to overwrite anything unless ``force``, and any output that
+    overlaps ``inputs`` or cannot be created (:func:`btune_wrap.outputs.check_target`).
 
     Parameters
     ----------
@@ -709,8 +680,10 @@ def check_output(
     existing_dir
         True (default): an existing directory is fine as long as none of the files to write
         are in it. False: an existing, non-empty directory is refused as a whole.
+    inputs
+        The measurement directories the models are trained on.
     """
-    directory = Path(directory)
+    directory = check_target(directory, inputs)
     if directory.exists() and not directory.is_dir():
         raise InputError(invalid("output", str(directory), "a directory (it is a file)"))
     if force or not directory.is_dir():
@@ -813,10 +786,11 @@ def train_and_export(
         raise ConfigError(invalid("config", config, "a TrainConfig"))
     loaded = load_many(list(meas_dirs))
     split_chunks(sum(m.nchunks for m in loaded), config)
-    check_output(output, modes, force=force, existing_dir=existing_dir)
+    check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
+    check_output(output, modes, **check)
     trained = [fit(loaded, m, config, progress=progress) for m in modes]
     out = Path(output)
-    check_output(out, modes, force=force, existing_dir=existing_dir)
+    check_output(out, modes, **check)
     if out.exists():
         for t in trained:
             export(t, out, force=force)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
 from btune_wrap import BtuneConfig, BtuneWrapError
-from btune_wrap.atomic import atomic_path
+from btune_wrap.cli import raise_interrupt
+from btune_wrap.compressor import write_array
 from btune_wrap.data import (
     RAND_INT_CHUNKS,
     RAND_INT_INFERENCE_SIZE,
@@ -29,6 +31,8 @@ from btune_wrap.data import (
     rand_int,
 )
 from btune_wrap.infer import compress
+from btune_wrap.outputs import check_output
+from btune_wrap.parse import parse_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, help="random seed (default: fresh data)")
     p.add_argument("--output", help="output path (default: rand_int_{inference,training}.b2nd)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--engine",
         choices=("native", "python"),
@@ -55,13 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, raise_interrupt)
     args = parse_args(argv)
     kind = "training" if args.training else "inference"
-    size = args.size or (RAND_INT_TRAINING_SIZE if args.training else RAND_INT_INFERENCE_SIZE)
+    default = RAND_INT_TRAINING_SIZE if args.training else RAND_INT_INFERENCE_SIZE
+    size = default if args.size is None else args.size
     output = args.output or f"rand_int_{kind}.b2nd"
     try:
-        if args.chunks <= 0:
-            raise BtuneWrapError(f"--chunks={args.chunks} is invalid: expected a positive integer")
+        parse_int("--size", size, 1)
+        parse_int("--chunks", args.chunks, 1)
+        check_output(output, force=args.force, name="--output")
         print(f"Creating data for {kind} purposes...", flush=True)
         data = rand_int(size, seed=args.seed)
         use_btune = args.engine is not None or any(n.startswith("BTUNE_") for n in os.environ)
@@ -69,18 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         if use_btune:
             config = BtuneConfig.from_env()
             arr, trace = compress(
-                data, config, args.engine, urlpath=output, chunks=(args.chunks,), echo=True
+                data,
+                config,
+                args.engine,
+                urlpath=output,
+                chunks=(args.chunks,),
+                echo=True,
+                force=args.force,
             )
         else:
             import blosc2
 
-            with atomic_path(output) as tmp:
-                blosc2.asarray(data, urlpath=str(tmp), mode="w", chunks=(args.chunks,))
+            with write_array(output) as where:
+                blosc2.asarray(data, chunks=(args.chunks,), **where)
             arr, trace = blosc2.open(output), None
         elapsed = time.perf_counter() - t0
     except BtuneWrapError as exc:
         print(f"rand_int.py: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rand_int.py: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(
         f"NDArray '{output}' created! ({arr.schunk.nchunks} chunks, "
         f"cratio {arr.schunk.cratio:.2f}x, {elapsed:.2f} s)"

@@ -293,7 +293,7 @@ def test_chunks_larger_than_the_data_are_refused(models_dir, tmp_path, existing)
 
 @pytest.mark.parametrize(
     "chunks, blocks, message",
-    [((0,), None, "positive integers"), ((50, 2), None, "one per dimension"),
+    [((0,), None, "positive integer"), ((50, 2), None, "one per dimension"),
      ((50,), (60,), "no larger than chunks")],
 )  # fmt: skip
 def test_bad_chunk_and_block_shapes_are_refused(models_dir, tmp_path, chunks, blocks, message):
