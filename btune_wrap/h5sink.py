@@ -112,8 +112,8 @@ def parse_target(urlpath: str | os.PathLike[str] | None) -> H5Target | None:
         An HDF5 file without a dataset path, or a dataset path that is ``/``, holds ``.`` or
         ``..`` components or ends with ``/``.
     """
-    if urlpath is None:
-        return None
+    if not isinstance(urlpath, (str, os.PathLike)):
+        return None  # not a path: the common output checks name it
     name = os.fspath(urlpath)
     cut = name.rfind(":")
     while cut > 0:
