@@ -18,7 +18,7 @@ two sides taking turns.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_h5.py [--models DIR] [--repeats 3]
+    .venv/bin/python benchmarks/bench_h5.py [--models DIR] [--repeats 10]
 
 Without ``--models`` small models are trained first (``bench_out/models``, reused afterwards).
 Timings on a shared 2-core machine are noisy: compare within one run.
@@ -126,7 +126,7 @@ def case(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", type=Path, help="models directory (default: train small ones)")
-    p.add_argument("--repeats", type=int, default=3, help="timings per case, best kept (3)")
+    p.add_argument("--repeats", type=int, default=10, help="timings per case, best kept (10)")
     p.add_argument("--out", type=Path, default=Path("bench_out"), help="work directory")
     args = p.parse_args(argv)
     models = args.models
