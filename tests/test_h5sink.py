@@ -21,6 +21,7 @@ hdf5plugin = pytest.importorskip("hdf5plugin")
 import blosc2  # noqa: E402
 
 from btune_wrap import BtuneConfig, BtuneWrapError, ConfigError, InputError  # noqa: E402
+from btune_wrap.categories import SplitMode  # noqa: E402
 from btune_wrap.cli import main as cli_main  # noqa: E402
 from btune_wrap.h5sink import (  # noqa: E402
     BLOSC2_FILTER_ID,
@@ -30,6 +31,7 @@ from btune_wrap.h5sink import (  # noqa: E402
     parse_target,
 )
 from btune_wrap.infer import compress  # noqa: E402
+from btune_wrap.model import load_model  # noqa: E402
 
 from .conftest import training_data  # noqa: E402
 from .test_engines_newest import SHAPES, make_data  # noqa: E402
@@ -101,6 +103,7 @@ def test_chunk_headers_carry_the_parameters_the_trace_records(models_dir, tmp_pa
     written, trace = compress(
         data, _config(models_dir, tradeoff=0.5), urlpath=f"{out}:/mixed", chunks=(5000,)
     )
+    model = load_model(models_dir, "COMP")
     seen = set()
     with h5py.File(out, "r") as h5:
         dsid = h5["mixed"].id
@@ -117,8 +120,9 @@ def test_chunk_headers_carry_the_parameters_the_trace_records(models_dir, tmp_pa
             fmt, split, filters = _header(chunk)
             assert fmt == _FORMAT[row.codec], (step, row)
             assert filters == _filters(row.filter), (step, row)
-            if row.split == 1:
-                assert split, (step, row)
+            cat = model.categories[row.inference.category]
+            if cat.splitmode in (SplitMode.ALWAYS, SplitMode.NEVER):
+                assert split is (cat.splitmode == SplitMode.ALWAYS), (step, cat)
             seen.add((row.codec, row.filter))
     assert len(seen) >= 2, f"the model chose one category only: {seen}"
 
