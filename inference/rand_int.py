@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or f"rand_int_{kind}.b2nd"
     try:
         parse_int("--size", size, 1)
-        parse_int("--chunks", args.chunks, 1)
+        # An array smaller than one chunk is one chunk (blosc2 refuses a larger chunk for size 1).
+        chunks = (min(parse_int("--chunks", args.chunks, 1), size),)
         check_output(output, force=args.force, name="--output")
         print(f"Creating data for {kind} purposes...", flush=True)
         data = rand_int(size, seed=args.seed)
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 config,
                 args.engine,
                 urlpath=output,
-                chunks=(args.chunks,),
+                chunks=chunks,
                 echo=True,
                 force=args.force,
             )
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             import blosc2
 
             with write_array(output) as where:
-                blosc2.asarray(data, chunks=(args.chunks,), **where)
+                blosc2.asarray(data, chunks=chunks, **where)
             arr, trace = blosc2.open(output), None
         elapsed = time.perf_counter() - t0
     except BtuneWrapError as exc:
