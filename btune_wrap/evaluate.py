@@ -127,14 +127,15 @@ class Evaluation:
         ``PerfMode.COMP`` or ``PerfMode.DECOMP``: which speed the objective uses.
     summary
         One row per (tradeoff, method): ``tradeoff``, ``method``, ``mean_regret``,
-        ``max_regret``, ``cratio``, ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9
-        bytes), ``speed_gbs`` (the mode's one), ``choice`` (the category, or how many and the
-        most frequent), ``best`` (lowest mean regret of the tradeoff, oracle aside).
+        ``mean_gain`` (:func:`btune_wrap.objective.gain`), ``max_regret``, ``cratio``,
+        ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9 bytes), ``speed_gbs`` (the
+        mode's one), ``choice`` (the category, or how many and the most frequent), ``best``
+        (lowest mean regret of the tradeoff, oracle aside).
     choices
         One row per (dataset, chunk, tradeoff, method): ``dataset``, ``chunk``, ``tradeoff``,
         ``method``, ``category``, ``nbytes``, ``cbytes``, ``ctime``, ``dtime``, ``j`` (the
-        objective), ``j_oracle``, ``regret`` and ``cost_from`` (``"gather"`` when looked up in
-        the measurement, ``"evaluate"`` when measured by the evaluation).
+        objective), ``j_oracle``, ``regret``, ``gain`` and ``cost_from`` (``"gather"`` when
+        looked up in the measurement, ``"evaluate"`` when measured by the evaluation).
     frontier
         One row per measured category: ``category``, ``cratio``, ``cspeed_gbs``,
         ``dspeed_gbs``, ``speed_gbs`` (totals over the dataset) and ``pareto`` (no other
