@@ -65,7 +65,7 @@ from .objective import (
     regret,
     totals,
 )
-from .parse import parse_tradeoffs
+from .parse import parse_enum, parse_tradeoffs
 from .plugin import installed_version, plugin_support, write_tuned
 
 if TYPE_CHECKING:
@@ -98,15 +98,7 @@ class Method(str, Enum):
     @classmethod
     def parse(cls, value: Method | str, field_name: str = "methods") -> Method:
         """A member, or its value/name case-insensitively (``"fixed_best"``, ``"GENETIC"``)."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
-            for member in cls:
-                if member.value == key:
-                    return member
-        choices = ", ".join(m.value for m in cls)
-        raise ConfigError(invalid(field_name, value, f"one of {choices}"))
+        return parse_enum(field_name, value, cls)
 
 
 #: Every method, in the order tables and plots show them.
