@@ -7,7 +7,7 @@ import platform
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import BtuneWrapError
 
@@ -400,14 +400,7 @@ def training_chunk_main(argv: Sequence[str] | None = None) -> int:
     from pathlib import Path
 
     dirs = [str(Path(args.meas_root) / d) for d in args.meas_dirs]
-    try:
-        return _run_train(args, dirs, existing_dir=True)
-    except BtuneWrapError as exc:
-        print(f"training_chunk.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("training_chunk.py: interrupted", file=sys.stderr)
-        return 130
+    return run_command("training_chunk.py", lambda: _run_train(args, dirs, existing_dir=True))
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -433,6 +426,23 @@ def raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def run_command(
+    prog: str, command: Callable[[], int | None], explain: Callable[[str], str] = str
+) -> int:
+    """Run one command as every script of btune_wrap does: SIGTERM stops it as Ctrl-C (exit
+    130, temporaries removed); a :class:`BtuneWrapError` is printed as ``PROG: error: ...``
+    (through ``explain``) with exit 2; otherwise the command's own exit code (None is 0)."""
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        return int(command() or 0)
+    except BtuneWrapError as exc:
+        print(f"{prog}: error: {explain(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no output was left half-written", file=sys.stderr)
+        return 130
+
+
 def with_flag(message: str, parser: argparse.ArgumentParser) -> str:
     """Prefix a library error that names an API argument (``nthreads=0 is invalid...``) with
     the command-line flag that set it (``--nthreads``), where the command has one."""
@@ -448,16 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``btune`` command; returns the exit code (2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        return int(args.func(args) or 0)
-    except BtuneWrapError as exc:
-        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-        print(f"btune {args.command}: error: {with_flag(str(exc), sub)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"btune {args.command}: interrupted", file=sys.stderr)
-        return 130
+    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    return run_command(
+        f"btune {args.command}", lambda: args.func(args), lambda msg: with_flag(msg, sub)
+    )
 
 
 if __name__ == "__main__":

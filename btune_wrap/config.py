@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from .errors import ConfigError, invalid
-from .parse import parse_bool, parse_int, parse_tradeoff
+from .parse import parse_bool, parse_enum, parse_int, parse_tradeoff
 
 #: Bandwidth unit of the plugin: KiB/s. Its default is 20 GiB/s.
 DEFAULT_BANDWIDTH_KBPS = 20 * 1024 * 1024
@@ -38,11 +38,7 @@ class PerfMode(Enum):
     @classmethod
     def parse(cls, value: PerfMode | str, field_name: str = "perf_mode") -> PerfMode:
         """Accept a member or its name, case-insensitively (``"comp"``, ``"DECOMP"``)."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str) and value.strip().upper() in cls.__members__:
-            return cls[value.strip().upper()]
-        raise ConfigError(invalid(field_name, value, f"one of {', '.join(cls.__members__)}"))
+        return parse_enum(field_name, value, cls)
 
 
 class RepeatMode(Enum):
@@ -58,11 +54,7 @@ class RepeatMode(Enum):
     @classmethod
     def parse(cls, value: RepeatMode | str, field_name: str = "repeat_mode") -> RepeatMode:
         """Accept a member or its name, case-insensitively."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str) and value.strip().upper() in cls.__members__:
-            return cls[value.strip().upper()]
-        raise ConfigError(invalid(field_name, value, f"one of {', '.join(cls.__members__)}"))
+        return parse_enum(field_name, value, cls)
 
 
 Tradeoff = float | tuple[float, float, float]

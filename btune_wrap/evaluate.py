@@ -65,11 +65,10 @@ from .objective import (
     regret,
     totals,
 )
-from .parse import parse_tradeoffs
+from .parse import parse_enum, parse_tradeoffs
 from .plugin import installed_version, plugin_support, write_tuned
 
 if TYPE_CHECKING:
-    import blosc2
     import pandas as pd
 
     from .measurements import Measurements
@@ -98,15 +97,7 @@ class Method(str, Enum):
     @classmethod
     def parse(cls, value: Method | str, field_name: str = "methods") -> Method:
         """A member, or its value/name case-insensitively (``"fixed_best"``, ``"GENETIC"``)."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
-            for member in cls:
-                if member.value == key:
-                    return member
-        choices = ", ".join(m.value for m in cls)
-        raise ConfigError(invalid(field_name, value, f"one of {choices}"))
+        return parse_enum(field_name, value, cls)
 
 
 #: Every method, in the order tables and plots show them.
@@ -127,14 +118,15 @@ class Evaluation:
         ``PerfMode.COMP`` or ``PerfMode.DECOMP``: which speed the objective uses.
     summary
         One row per (tradeoff, method): ``tradeoff``, ``method``, ``mean_regret``,
-        ``max_regret``, ``cratio``, ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9
-        bytes), ``speed_gbs`` (the mode's one), ``choice`` (the category, or how many and the
-        most frequent), ``best`` (lowest mean regret of the tradeoff, oracle aside).
+        ``mean_gain`` (:func:`btune_wrap.objective.gain`), ``max_regret``, ``cratio``,
+        ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9 bytes), ``speed_gbs`` (the
+        mode's one), ``choice`` (the category, or how many and the most frequent), ``best``
+        (lowest mean regret of the tradeoff, oracle aside).
     choices
         One row per (dataset, chunk, tradeoff, method): ``dataset``, ``chunk``, ``tradeoff``,
         ``method``, ``category``, ``nbytes``, ``cbytes``, ``ctime``, ``dtime``, ``j`` (the
-        objective), ``j_oracle``, ``regret`` and ``cost_from`` (``"gather"`` when looked up in
-        the measurement, ``"evaluate"`` when measured by the evaluation).
+        objective), ``j_oracle``, ``regret``, ``gain`` and ``cost_from`` (``"gather"`` when
+        looked up in the measurement, ``"evaluate"`` when measured by the evaluation).
     frontier
         One row per measured category: ``category``, ``cratio``, ``cspeed_gbs``,
         ``dspeed_gbs``, ``speed_gbs`` (totals over the dataset) and ``pareto`` (no other
@@ -575,7 +567,7 @@ class _Dataset:
     def __init__(self, meas: Measurements) -> None:
         self.meas = meas
         self.name = meas.name
-        self._check_complete()
+        _check_complete(meas, self.name)
         nbytes, cbytes, ctime, dtime = meas.matrices()
         self.nbytes = nbytes
         self.cbytes, self.ctime, self.dtime = cbytes, ctime, dtime
@@ -603,27 +595,6 @@ class _Dataset:
         )
         return hindsight_best(j)
 
-    def _check_complete(self) -> None:
-        meta, where = self.meas.meta, f"measurements {self.name!r}"
-        n = self.meas.nchunks
-        if n == 0:
-            raise InputError(f"{where}: no chunk was measured")
-        expected = meta.get("measured_chunks")
-        if isinstance(expected, int) and expected != n:
-            raise InputError(
-                f"{where}: meta.json says {expected} chunks were measured but chunks.parquet "
-                f"holds {n}: the measurement lacks chunks (an interrupted gather? use --resume)"
-            )
-        ids = self.meas.chunks["chunk"].to_numpy()
-        total = meta.get("nchunks")
-        if isinstance(total, int) and ((ids < 0).any() or (ids >= total).any()):
-            raise InputError(
-                f"{where}: chunk ids {sorted(set(ids[(ids < 0) | (ids >= total)].tolist()))[:10]}"
-                f" are outside the source's {total} chunks"
-            )
-        if not np.isfinite(self.meas.features()).all():
-            raise InputError(f"{where}: chunks.parquet has missing features")
-
     def close(self) -> None:
         """Close the source, if it was opened."""
         if self._source is not None:
@@ -638,8 +609,6 @@ class _Dataset:
 
     def fill_costs(self, catalog: _Catalog, picks: Sequence[np.ndarray], *, progress: bool):
         """Grow the cost matrices to the catalog and measure the chosen unknown costs."""
-        from .compressor import measure_cparams
-
         n, k = self.cbytes.shape
         extra = len(catalog.categories) - k
         if extra > 0:
@@ -653,36 +622,33 @@ class _Dataset:
             rows = np.broadcast_to(np.arange(n), ids.shape)
             need[rows.ravel(), ids.ravel()] = True
         need &= np.isnan(self.cbytes)
-        todo = np.flatnonzero(need.any(axis=1))
-        if not len(todo):
-            return
-        meta = self.meas.meta
-        typesize = int(meta["typesize"])
-        cparams: dict[tuple[int, int], blosc2.CParams] = {}
+        for pos in _progress(np.flatnonzero(need.any(axis=1)), progress, f"measuring {self.name}"):
+            self._measure_chunk(int(pos), np.flatnonzero(need[pos]), catalog)
+
+    def _measure_chunk(self, pos: int, columns: np.ndarray, catalog: _Catalog) -> None:
+        """Measure the categories ``columns`` on the chunk of row ``pos`` (the gather's codec)."""
+        from .compressor import measure_cparams
+
+        i = int(self.meas.chunks["chunk"].iloc[pos])
         source = self.source()
-        chunk_ids = self.meas.chunks["chunk"].to_numpy()
-        for pos in _progress(todo, progress, f"measuring {self.name}"):
-            i = int(chunk_ids[pos])
-            buf = source.chunk(i)
-            if buf.nbytes != self.nbytes[pos]:
-                raise InputError(
-                    f"measurements {self.name!r}: chunk {i} of {meta.get('source')!r} now has "
-                    f"{buf.nbytes} bytes, {int(self.nbytes[pos])} when measured: the source "
-                    "changed since the gather (gather it again)"
-                )
-            blocksize = source.chunk_blocksize(i)
-            for col in np.flatnonzero(need[pos]):
-                key = (int(col), blocksize)
-                if key not in cparams:
-                    cparams[key] = catalog.categories[col].to_cparams(
-                        typesize=typesize, blocksize=blocksize, nthreads=self.nthreads
-                    )
-                m = measure_cparams(buf, cparams[key], repeats=self.repeats, nthreads=self.nthreads)
-                self.cbytes[pos, col], self.ctime[pos, col], self.dtime[pos, col] = (
-                    m.cbytes,
-                    m.ctime,
-                    m.dtime,
-                )
+        buf = source.chunk(i)
+        if buf.nbytes != self.nbytes[pos]:
+            raise InputError(
+                f"measurements {self.name!r}: chunk {i} of {self.meas.meta.get('source')!r} now "
+                f"has {buf.nbytes} bytes, {int(self.nbytes[pos])} when measured: the source "
+                "changed since the gather (gather it again)"
+            )
+        typesize, blocksize = int(self.meas.meta["typesize"]), source.chunk_blocksize(i)
+        for col in columns:
+            cparams = catalog.categories[col].to_cparams(
+                typesize=typesize, blocksize=blocksize, nthreads=self.nthreads
+            )
+            m = measure_cparams(buf, cparams, repeats=self.repeats, nthreads=self.nthreads)
+            self.cbytes[pos, col], self.ctime[pos, col], self.dtime[pos, col] = (
+                m.cbytes,
+                m.ctime,
+                m.dtime,
+            )
 
     def frame(
         self,
@@ -719,6 +685,29 @@ class _Dataset:
                 "cost_from": np.where(self.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
             }
         )
+
+
+def _check_complete(meas: Measurements, name: str) -> None:
+    """Refuse measurements that lack chunks or features, or name chunks the source lacks."""
+    meta, where = meas.meta, f"measurements {name!r}"
+    n = meas.nchunks
+    if n == 0:
+        raise InputError(f"{where}: no chunk was measured")
+    expected = meta.get("measured_chunks")
+    if isinstance(expected, int) and expected != n:
+        raise InputError(
+            f"{where}: meta.json says {expected} chunks were measured but chunks.parquet "
+            f"holds {n}: the measurement lacks chunks (an interrupted gather? use --resume)"
+        )
+    ids = meas.chunks["chunk"].to_numpy()
+    total = meta.get("nchunks")
+    if isinstance(total, int) and ((ids < 0).any() or (ids >= total).any()):
+        raise InputError(
+            f"{where}: chunk ids {sorted(set(ids[(ids < 0) | (ids >= total)].tolist()))[:10]}"
+            f" are outside the source's {total} chunks"
+        )
+    if not np.isfinite(meas.features()).all():
+        raise InputError(f"{where}: chunks.parquet has missing features")
 
 
 def _recorded_path(meas: Measurements) -> bool:

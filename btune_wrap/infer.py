@@ -50,7 +50,7 @@ from .errors import ConfigError, InputError, ModelError, PluginUnavailableError,
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, load_model
 from .outputs import check_output
-from .parse import parse_bool, parse_int, parse_optional_shape, parse_threads
+from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
 from .sources import check_array, resolve_layout
 from .trace import Trace
@@ -74,11 +74,7 @@ class Engine(Enum):
         """
         if value is None:
             return cls.NATIVE if plugin_support() else cls.PYTHON
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("native", "python"):
-            return cls(value.strip().lower())
-        raise ConfigError(invalid("engine", value, "'native', 'python' or None"))
+        return parse_enum("engine", value, cls)
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from enum import Enum
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +24,9 @@ MAX_THREADS = 1024
 #: Largest chunk blosc2 accepts, in bytes (``BLOSC2_MAX_BUFFERSIZE``: INT32_MAX minus the
 #: largest header, 32 bytes).
 MAX_CHUNK_NBYTES = 2**31 - 1 - 32
+
+
+_Enum = TypeVar("_Enum", bound=Enum)
 
 
 def _number(value: float) -> str:
@@ -147,3 +152,19 @@ def parse_choice(name: str, value: object, choices: Sequence[str]) -> str:
             if key == choice.lower():
                 return choice
     raise ConfigError(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))
+
+
+def parse_enum(name: str, value: object, enum: type[_Enum]) -> _Enum:
+    """A member of ``enum``, or its name or string value, case-insensitively."""
+    if isinstance(value, enum):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_")
+        for member in enum:
+            names = [member.name.lower()]
+            if isinstance(member.value, str):
+                names.append(member.value.lower())
+            if key in names:
+                return member
+    choices = ", ".join(m.name for m in enum)
+    raise ConfigError(invalid(name, value, f"one of {choices}"))

@@ -69,14 +69,15 @@ def format_evaluation(evaluation) -> str:
     ncats = len(meta.get("measured_categories") or [])
     lines = [
         f"Evaluation of {meta.get('title', '')}: {nchunks} chunks, {ncats} measured categories",
-        f"J = t*log(cratio) + (1-t)*log({mode} speed); regret = 1 - exp(J - J_oracle), 0 for",
-        "the best category measured on each chunk (the oracle); totals: sum nbytes / sum cbytes,"
+        f"J = t*log(cratio) + (1-t)*log({mode} speed); regret = 1 - exp(J - J_oracle) and",
+        "gain = exp(J_oracle - J) - 1 (how much better the oracle is), both 0 for the best",
+        "category measured on each chunk (the oracle); totals: sum nbytes / sum cbytes,"
         " sum nbytes / sum time",
         "",
     ]
     header = (
-        f"{'tradeoff':>8}  {'method':<10}  {'mean regret':>11}  {'max regret':>10}  "
-        f"{'cratio':>7}  {'comp GB/s':>9}  {'decomp GB/s':>11}  choice"
+        f"{'tradeoff':>8}  {'method':<10}  {'mean regret':>11}  {'mean gain':>9}  "
+        f"{'max regret':>10}  {'cratio':>7}  {'comp GB/s':>9}  {'decomp GB/s':>11}  choice"
     )
     lines += [header, "-" * (len(header) + 30)]
     previous = None
@@ -87,13 +88,17 @@ def format_evaluation(evaluation) -> str:
         previous = row.tradeoff
         mark = "  <- best" if row.best else ""
         lines.append(
-            f"{shown_t:>8}  {row.method:<10}  {row.mean_regret:>11.3f}  {row.max_regret:>10.3f}  "
-            f"{row.cratio:>7.2f}  {row.cspeed_gbs:>9.2f}  {row.dspeed_gbs:>11.2f}  "
-            f"{row.choice}{mark}"
+            f"{shown_t:>8}  {row.method:<10}  {row.mean_regret:>11.3f}  {row.mean_gain:>9.1%}  "
+            f"{row.max_regret:>10.3f}  {row.cratio:>7.2f}  {row.cspeed_gbs:>9.2f}  "
+            f"{row.dspeed_gbs:>11.2f}  {row.choice}{mark}"
         )
     best = evaluation.best_methods()
     if best:
         lines += ["", "Best per tradeoff: " + ", ".join(f"{t:g} {m}" for t, m in best.items())]
+    gains = summary.groupby("method", sort=False)["mean_gain"].mean()
+    lines.append(
+        "Mean gain over the tradeoffs: " + ", ".join(f"{m} {g:.1%}" for m, g in gains.items())
+    )
     for method, reason in evaluation.notes.items():
         lines.append(f"{method}: {reason}")
     return "\n".join(lines)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 
-from btune_wrap import BtuneConfig, BtuneWrapError
-from btune_wrap.cli import raise_interrupt
+from btune_wrap import BtuneConfig
+from btune_wrap.cli import run_command
 from btune_wrap.compressor import write_array
 from btune_wrap.data import (
     RAND_INT_CHUNKS,
@@ -60,44 +59,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, raise_interrupt)
     args = parse_args(argv)
+    return run_command("rand_int.py", lambda: write(args))
+
+
+def write(args: argparse.Namespace) -> int:
+    """Write the array as the options say; print what was written."""
     kind = "training" if args.training else "inference"
     default = RAND_INT_TRAINING_SIZE if args.training else RAND_INT_INFERENCE_SIZE
-    size = default if args.size is None else args.size
+    size = parse_int("--size", default if args.size is None else args.size, 1)
     output = args.output or f"rand_int_{kind}.b2nd"
-    try:
-        parse_int("--size", size, 1)
-        parse_int("--chunks", args.chunks, 1)
-        check_output(output, force=args.force, name="--output")
-        print(f"Creating data for {kind} purposes...", flush=True)
-        data = rand_int(size, seed=args.seed)
-        use_btune = args.engine is not None or any(n.startswith("BTUNE_") for n in os.environ)
-        t0 = time.perf_counter()
-        if use_btune:
-            config = BtuneConfig.from_env()
-            arr, trace = compress(
-                data,
-                config,
-                args.engine,
-                urlpath=output,
-                chunks=(args.chunks,),
-                echo=True,
-                force=args.force,
-            )
-        else:
-            import blosc2
+    # An array smaller than one chunk is one chunk (blosc2 refuses a larger chunk for size 1).
+    chunks = (min(parse_int("--chunks", args.chunks, 1), size),)
+    check_output(output, force=args.force, name="--output")
+    print(f"Creating data for {kind} purposes...", flush=True)
+    data = rand_int(size, seed=args.seed)
+    use_btune = args.engine is not None or any(n.startswith("BTUNE_") for n in os.environ)
+    t0 = time.perf_counter()
+    if use_btune:
+        config = BtuneConfig.from_env()
+        arr, trace = compress(
+            data, config, args.engine, urlpath=output, chunks=chunks, echo=True, force=args.force
+        )
+    else:
+        import blosc2
 
-            with write_array(output) as where:
-                blosc2.asarray(data, chunks=(args.chunks,), **where)
-            arr, trace = blosc2.open(output), None
-        elapsed = time.perf_counter() - t0
-    except BtuneWrapError as exc:
-        print(f"rand_int.py: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rand_int.py: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        with write_array(output) as where:
+            blosc2.asarray(data, chunks=chunks, **where)
+        arr, trace = blosc2.open(output), None
+    elapsed = time.perf_counter() - t0
     print(
         f"NDArray '{output}' created! ({arr.schunk.nchunks} chunks, "
         f"cratio {arr.schunk.cratio:.2f}x, {elapsed:.2f} s)"

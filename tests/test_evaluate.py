@@ -311,7 +311,7 @@ def test_cli_bad_input_is_refused_and_nothing_is_written(
         "results-missing": "lack some of the",
         "chunk-missing": "chunks were measured but chunks.parquet holds",
         "source-missing": "source .* cannot be opened",
-        "output-exists": "does not exist yet \\(or --force\\)",
+        "output-exists": "one btune_wrap wrote \\(this one is not\\)",
     }[case]
     assert err.startswith("btune evaluate: error: ")
     assert re.search(expected, err), err

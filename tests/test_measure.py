@@ -283,7 +283,7 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, capsys):
         ([str(tmp_path / "text.npy")], "numeric dtype"),
         ([str(tmp_path / "small.npy"), "--chunks", "16"], "cannot be probed"),  # 16 B chunks
         ([str(tmp_path / "small.npy"), "--chunks", "64", "--blocks", "1"], "cannot be probed"),
-        ([str(tmp_path / "small.npy"), "--output", str(existing)], "exists: pass"),
+        ([str(tmp_path / "small.npy"), "--output", str(existing)], "one btune_wrap wrote"),
         ([str(tmp_path / "small.npy"), "--categories", "lz4-nope-5"], "category"),
         ([str(tmp_path / "small.npy"), "--repeats", "0"], "repeats"),
         ([str(tmp_path / "small.npy"), "--sample", "0"], "sample"),
