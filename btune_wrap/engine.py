@@ -126,7 +126,7 @@ class PythonEngine:
         kwargs: dict[str, object] = {}
         if nthreads is not None:
             kwargs["cparams"] = {"nthreads": nthreads}
-        kwargs["chunks"], kwargs["blocks"] = _layout(
+        kwargs["chunks"], kwargs["blocks"] = cached_layout(
             data.shape,
             data.dtype.str,
             chunks,
@@ -156,7 +156,7 @@ class PythonEngine:
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(
+def cached_layout(
     shape: tuple[int, ...],
     dtype: str,
     chunks: tuple[int, ...] | None,

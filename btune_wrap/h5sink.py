@@ -40,7 +40,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .categories import Category, Filter, default_category
-from .engine import PythonEngine, _layout
+from .engine import PythonEngine, cached_layout
 from .errors import ConfigError, InputError, invalid
 from .outputs import check_target as check_output_path
 from .parse import parse_optional_shape, parse_threads
@@ -406,7 +406,7 @@ def write_h5(
     kwargs: dict[str, Any] = {}
     if nthreads is not None:
         kwargs["cparams"] = {"nthreads": nthreads}
-    kwargs["chunks"], kwargs["blocks"] = _layout(
+    kwargs["chunks"], kwargs["blocks"] = cached_layout(
         data.shape,
         data.dtype.str,
         chunks,
