@@ -44,8 +44,8 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 SMALL_ENV = "BTUNE_WRAP_NOTEBOOK_SMALL"
 #: A timing, so a band a fully loaded machine cannot leave: the tutorial took 75 s in test mode
-#: on 2 cores shared with other work and 124 s with both kept busy (make test-loaded); a test
-#: mode made 10x bigger still fails.
+#: on 2 cores shared with other work and 124 s with both kept busy (make test-loaded), while
+#: the full sizes take about 12 minutes.
 TEST_MODE_BUDGET_S = 600
 KERNEL_STARTUP_TIMEOUT_S = 120  # a loaded 2-core machine can be slow
 KERNEL_NAME = "btune-wrap-notebook-test"
