@@ -86,8 +86,14 @@ def native_logs() -> Iterator[None]:
             finally:
                 _depth -= 1
             return
-        sys.stderr.flush()
-        saved = os.dup(2)
+        _flush_stderr()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no file descriptor 2 (a daemon): nothing to keep clean
+            saved = None
+        if saved is None:
+            yield
+            return
         with tempfile.TemporaryFile(mode="w+b") as tmp:
             os.dup2(tmp.fileno(), 2)
             _depth = 1
@@ -95,14 +101,19 @@ def native_logs() -> Iterator[None]:
                 yield
             finally:
                 _depth = 0
-                sys.stderr.flush()
+                _flush_stderr()
                 os.dup2(saved, 2)
                 os.close(saved)
                 tmp.seek(0)
                 rest = drop_noise(tmp.read().decode("utf-8", errors="replace"))
-                if rest:
+                if rest and sys.stderr is not None:
                     sys.stderr.write(rest)
                     sys.stderr.flush()
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:
+        sys.stderr.flush()
 
 
 def tensorflow_logs() -> contextlib.AbstractContextManager[None]:
