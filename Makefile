@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo test test-newest lint format bench notebook lock clean
+.PHONY: venv demo test test-loaded test-newest lint format bench notebook lock clean
 NEWEST       := .venv-newest
 NEWEST_STAMP := $(NEWEST)/.installed
 TEST_MODELS  := build/test-models
@@ -35,6 +35,11 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The suite with every core kept busy (tests/cpu_burner.py stops its burners whatever happens):
+# a test that fails only here depends on timing.
+test-loaded: $(STAMP)
+	$(BIN)/python tests/cpu_burner.py -- $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The newest blosc2 (constraints-newest.txt): no TensorFlow, and the plugin is never called
 # there. The models it uses are trained first by the main environment.

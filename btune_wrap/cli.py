@@ -396,7 +396,9 @@ def training_chunk_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", default=".", help="models directory (default: .)")
     p.add_argument("--force", action="store_true", help="overwrite existing model files")
     _add_train_options(p)
+    _add_verbose(p)
     args = p.parse_args(argv)
+    _set_verbose(args)
     from pathlib import Path
 
     dirs = [str(Path(args.meas_root) / d) for d in args.meas_dirs]
@@ -417,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        _add_verbose(command)
     return parser
 
 
@@ -454,10 +458,26 @@ def with_flag(message: str, parser: argparse.ArgumentParser) -> str:
     return f"{flag}: {message}" if flag in options else message
 
 
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's and LiteRT's own log lines (hidden by default, and when "
+        "TF_CPP_MIN_LOG_LEVEL is set)",
+    )
+
+
+def _set_verbose(args: argparse.Namespace) -> None:
+    from . import quiet
+
+    quiet.set_verbose(args.verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``btune`` command; returns the exit code (2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _set_verbose(args)
     sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
     return run_command(
         f"btune {args.command}", lambda: args.func(args), lambda msg: with_flag(msg, sub)

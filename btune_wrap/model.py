@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import quiet
 from .categories import Category
 from .config import PerfMode, Tradeoff
 from .errors import ModelError
@@ -174,8 +175,9 @@ class ModelRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            interpreter = Interpreter(model_path=str(self.path), num_threads=1)
-            interpreter.allocate_tensors()
+            with quiet.native_logs():  # LiteRT's INFO line on the first allocation
+                interpreter = Interpreter(model_path=str(self.path), num_threads=1)
+                interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(
                 f"model file {str(self.path)!r} is not a loadable TFLite model: {exc}"
@@ -244,10 +246,11 @@ class ModelRunner:
                 if self._batch is None or self._batch_n != n:
                     from ai_edge_litert.interpreter import Interpreter
 
-                    if self._batch is None:
-                        self._batch = Interpreter(model_path=str(self.path), num_threads=1)
-                    self._batch.resize_tensor_input(self._in_index, [n, 3])
-                    self._batch.allocate_tensors()
+                    with quiet.native_logs():
+                        if self._batch is None:
+                            self._batch = Interpreter(model_path=str(self.path), num_threads=1)
+                        self._batch.resize_tensor_input(self._in_index, [n, 3])
+                        self._batch.allocate_tensors()
                     self._batch_n = n
                 it, in_index, out_index = self._batch, self._in_index, self._out_index
             it.set_tensor(in_index, rows)

@@ -31,6 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     import blosc2
 
+from . import quiet
 from .atomic import atomic_path
 from .config import BtuneConfig
 from .errors import PluginUnavailableError
@@ -307,7 +308,7 @@ def write_tuned(
         result = blosc2.open(os.fspath(urlpath))
     text = captured[0] if captured else ""
     if echo and text:
-        sys.stdout.write(text)
+        sys.stdout.write(quiet.drop_noise(text))
         sys.stdout.flush()
     trace = parse_trace(text)
     trace.engine = "native"

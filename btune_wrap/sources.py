@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -706,14 +706,3 @@ class ChunkReader:
             buf = chunk_buffer(self.data, first + k, self.chunks, self.blocks)
             out[k] = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
         return out
-
-
-def iter_chunk_buffers(data: np.ndarray, arr: blosc2.NDArray) -> Iterator[np.ndarray]:
-    """Each chunk of ``data`` as the bytes (1-D uint8) blosc2 hands to the codecs for ``arr``.
-
-    The layout of :class:`ChunkReader`; each buffer is a view of ``data`` or its own copy.
-    """
-    reader = ChunkReader(data, arr)
-    for i in range(reader.nchunks):
-        buf = reader.take(i, 1)[0]
-        yield buf if i < reader.full else buf.copy()

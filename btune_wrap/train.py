@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import quiet
 from .atomic import atomic_dir, write_bytes, write_text
 from .categories import Category
 from .config import PerfMode
@@ -381,13 +382,13 @@ class TrainedModel:
 
 def _keras():
     """Import Keras (TensorFlow backend) quietly; :class:`ConfigError` if it is missing."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # The plugin's library is already loaded (btune_wrap.plugin does it on import), so the
     # plugin can still load models in this process once TensorFlow is in.
     try:
-        import keras
-        import tensorflow  # noqa: F401
+        with quiet.tensorflow_logs():
+            import keras
+            import tensorflow  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
             f"training needs TensorFlow and Keras ({exc}): install btune_wrap[train]"

@@ -29,7 +29,7 @@ import pytest
 from btune_wrap import BtuneConfig, PluginUnavailableError, plugin_support
 from btune_wrap.infer import Engine, compress
 from btune_wrap.model import load_model
-from btune_wrap.sources import iter_chunk_buffers
+from btune_wrap.sources import ChunkReader
 
 DTYPES = [
     np.dtype(t)
@@ -45,6 +45,15 @@ SHAPES = [
     ((101, 37), (40, 16), (16, 6)),
     ((17, 13, 11), (8, 6, 5), (4, 3, 2)),
 ]
+
+
+def iter_chunk_buffers(data: np.ndarray, arr: blosc2.NDArray):
+    """Each chunk of ``data`` as the bytes (1-D uint8) blosc2 hands to the codecs for ``arr``
+    (the layout of :class:`~btune_wrap.sources.ChunkReader`; views of ``data`` or copies)."""
+    reader = ChunkReader(data, arr)
+    for i in range(reader.nchunks):
+        buf = reader.take(i, 1)[0]
+        yield buf if i < reader.full else buf.copy()
 
 
 def make_data(shape: tuple[int, ...], dtype: np.dtype, seed: int = 0) -> np.ndarray:

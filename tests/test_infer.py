@@ -24,7 +24,6 @@ from btune_wrap.engine import PythonEngine
 from btune_wrap.infer import Engine, compress
 from btune_wrap.model import load_model, model_paths, plugin_tradeoff
 from btune_wrap.probe import chunk_features
-from btune_wrap.sources import iter_chunk_buffers
 
 from . import test_engines_newest as newest
 from .conftest import ROOT, bare_path_env
@@ -199,7 +198,7 @@ def test_python_engine_chooses_what_the_plugin_chooses(models_dir, clean_env, mo
     py = [r.inference.category for r in python.rows]
     assert len(nat) == len(py) == arr.schunk.nchunks
     robust = []
-    for i, buf in enumerate(iter_chunk_buffers(data, arr)):
+    for i, buf in enumerate(newest.iter_chunk_buffers(data, arr)):
         f = chunk_features(buf, arr.schunk.typesize, arr.schunk.blocksize)
         choices = {
             model.choose(f.cratio * a, f.speed * b, t)

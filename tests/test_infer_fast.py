@@ -21,7 +21,9 @@ from btune_wrap.errors import InputError
 from btune_wrap.infer import compress
 from btune_wrap.model import load_model
 from btune_wrap.probe import ChunkProbe, chunk_features
-from btune_wrap.sources import ChunkReader, chunk_buffer, iter_chunk_buffers
+from btune_wrap.sources import ChunkReader, chunk_buffer
+
+from .test_engines_newest import iter_chunk_buffers
 
 CASES = {
     "1-D whole chunks": (rand_int(60_000, seed=1), (5000,), (1000,)),

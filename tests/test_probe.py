@@ -6,12 +6,7 @@ Blosc2-Btune 1.2.1) or were produced by that C code itself (see ``C_REFERENCE``)
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import statistics
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,6 +21,8 @@ from btune_wrap.probe import (
     probe_estimate,
     zeros_speed,
 )
+
+from .reveal import plugin_features, speed_feature_ratio, write_reveal_model
 
 KIB8 = 8192
 
@@ -313,77 +310,7 @@ def test_bad_zeros_speed_input() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Against the real plugin. It does not print its features, but a model can reveal them: with
-# one input weighted, scores 2*c*x - c**2 (+ a constant) peak at the grid point c nearest to
-# the normalized feature x, and the plugin traces the index of the best score. With the JSON's
-# mean/std the grid covers [lo, hi) in 250 steps.
-
-REVEAL_CHILD = """
-import sys
-import blosc2
-import numpy as np
-a = np.random.default_rng(0).integers(0, 10_000, 5000 * int(sys.argv[1])).astype(np.int64)
-blosc2.asarray(a, chunks=(5000,), cparams={"tuner": blosc2.Tuner.BTUNE})
-"""
-
-
-OUR_SPEED_CHILD = """
-import json
-import sys
-import numpy as np
-from btune_wrap.probe import chunk_features
-n = int(sys.argv[1])
-a = np.random.default_rng(0).integers(0, 10_000, 5000 * n).astype(np.int64)
-print(json.dumps([chunk_features(a[i * 5000 : (i + 1) * 5000], 8, 40_000).speed for i in range(n)]))
-"""
-
-
-def write_reveal_model(directory: str, feature: int, lo: float, hi: float, k: int = 250) -> float:
-    tf = pytest.importorskip("tensorflow")
-    grid = np.arange(k, dtype=np.float32)
-    weights = np.zeros((3, k), dtype=np.float32)
-    weights[feature] = 2 * grid
-    bias = np.float32(k * k + 10) - grid**2  # all scores > -1, as the plugin's argmax needs
-    inputs = tf.keras.Input(shape=(3,), batch_size=1)
-    layer = tf.keras.layers.Dense(k)
-    model = tf.keras.Model(inputs, layer(inputs))
-    layer.set_weights([weights, bias])
-    with open(os.path.join(directory, "model_comp.tflite"), "wb") as f:
-        f.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    std = (hi - lo) / k
-    norm = {"mean": lo, "std": std}
-    unit = {"mean": 0.0, "std": 1.0}
-    meta = {
-        "cratio": norm if feature == 0 else unit,
-        "speed": norm if feature == 1 else unit,
-        "categories": [[0, 0, 5, 2]] * k,
-    }
-    with open(os.path.join(directory, "model_comp.json"), "w") as f:
-        json.dump(meta, f)
-    return std
-
-
-def plugin_features(directory: str, lo: float, std: float, nchunks: int) -> list[float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTUNE_")}
-    env.update(
-        BTUNE_TRACE="1",
-        BTUNE_MODELS_DIR=directory,
-        BTUNE_USE_INFERENCE="-1",
-        BTUNE_TRADEOFF="0.5",
-        BTUNE_PERF_MODE="COMP",
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", REVEAL_CHILD, str(nchunks)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    # The table goes to stdout, the TRACE lines to stderr.
-    found = re.findall(r"Inference category=(\d+)", run.stdout + run.stderr)
-    return [lo + std * int(c) for c in found]
+# Against the real plugin (its features revealed through a model: see tests/reveal.py).
 
 
 @pytest.mark.slow
@@ -393,6 +320,7 @@ def test_features_match_the_plugin(tmp_path) -> None:
     support = plugin_support()
     if not support:
         pytest.skip(support.reason)
+    pytest.importorskip("tensorflow")
     nchunks = 50
     data = tutorial_chunks(nchunks)
     ours = [chunk_features(data[i * 5000 : (i + 1) * 5000], 8, 40_000) for i in range(nchunks)]
@@ -406,24 +334,12 @@ def test_features_match_the_plugin(tmp_path) -> None:
     # Identical up to the grid's resolution (6e-4).
     assert max(abs(t - o.cratio) for t, o in zip(theirs, ours, strict=True)) <= 0.75 * std
 
-    # The speed feature is a timing: only its scale can be compared (measured on an idle
-    # machine: the plugin's median is 1.0-1.3x ours on this data). Ours is measured in a fresh
-    # process too, as the plugin's is: the zeros-speed reference depends on what a process
-    # did before.
+    # The speed feature is a timing: only its order of magnitude is checked here, in a band
+    # that a fully loaded machine cannot leave (the two are timed in two processes one after
+    # the other; seen: 5.4 while another process used both cores) and that a wrong unit still
+    # leaves (off by 1000x or more). The ratio itself (about 1.0-1.3 on an idle
+    # machine) is printed by benchmarks/bench_probe.py.
     speed_dir = tmp_path / "speed"
     speed_dir.mkdir()
-    lo, hi = 0.0, 100.0
-    std = write_reveal_model(str(speed_dir), 1, lo, hi)
-    theirs = plugin_features(str(speed_dir), lo, std, nchunks)
-    child = subprocess.run(
-        [sys.executable, "-c", OUR_SPEED_CHILD, str(nchunks)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    ratio = statistics.median(theirs) / statistics.median(json.loads(child.stdout))
-    # Two processes timed one after the other on a shared 2-core machine: under load either
-    # can be slowed several times (seen: 3.96 while another test suite ran). The band still
-    # catches a wrong unit or reference (those are off by orders of magnitude).
-    assert 0.25 < ratio < 4.0
+    ratio = speed_feature_ratio(str(speed_dir), nchunks)
+    assert 0.05 < ratio < 20.0, ratio
