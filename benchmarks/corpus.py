@@ -345,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_table(entries: dict[str, dict]) -> str:
     """The corpus as a Markdown table (name, kind, dtype, shape, MB, source)."""
-    lines = ["| name | kind | dtype | shape | MB | source |", "| --- | --- | --- | --- | ---: | --- |"]
+    lines = [
+        "| name | kind | dtype | shape | MB | source |",
+        "| --- | --- | --- | --- | ---: | --- |",
+    ]
     for e in entries.values():
         shape = "x".join(str(n) for n in e["shape"])
         lines.append(
