@@ -52,14 +52,13 @@ _INSTALLED = ".installed"  # in the env: the sha256 of the constraints it was in
 class Spec:
     """One corpus array: where it comes from and how it is read.
 
-    ``package`` is a distribution name pinned in the constraints file; ``files`` are paths inside
-    it (as in its RECORD); ``read`` turns their absolute paths into the array.
+    ``sources`` are (distribution name pinned in the constraints file, path inside it as in its
+    RECORD) pairs; ``read`` turns their absolute paths, in that order, into the array.
     """
 
     name: str
     kind: str
-    package: str
-    files: tuple[str, ...]
+    sources: tuple[tuple[str, str], ...]
     description: str
     read: Callable[[list[Path]], object]
 
@@ -138,59 +137,80 @@ def _onnx_weights(paths: list[Path]):
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(paths[0]))
-    tensors = [numpy_helper.to_array(t) for t in model.graph.initializer]
-    for node in model.graph.node:  # this exporter keeps the weights in Constant nodes
-        if node.op_type == "Constant":
-            tensors += [numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"]
-    weights = [t.ravel() for t in tensors if t.dtype == np.float32]
+    weights = []
+    for path in paths:
+        model = onnx.load(str(path))
+        tensors = [numpy_helper.to_array(t) for t in model.graph.initializer]
+        for node in model.graph.node:  # this exporter keeps the weights in Constant nodes
+            if node.op_type == "Constant":
+                tensors += [numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"]
+        weights += [t.ravel() for t in tensors if t.dtype == np.float32]
     return np.concatenate(weights)
 
 
-def _column(index: int, dtype: str):
+def _columns(indices: tuple[int, ...], dtype: str):
+    """One whitespace-separated column of each text file (``indices[k]`` for file k), joined."""
+
     def read(paths: list[Path]):
         import numpy as np
 
-        with open(paths[0], encoding="utf-8") as fh:
-            values = [line.split()[index] for line in fh if line.strip()]
+        values = []
+        for path, index in zip(paths, indices, strict=True):
+            with open(path, encoding="utf-8") as fh:
+                values += [line.split()[index] for line in fh if line.strip()]
         return np.array(values, dtype=np.dtype(dtype))
 
     return read
 
 
-SKLEARN_IMAGES = ("sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg")
 NILEARN_DATA = "nilearn/datasets/data/mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
-SKTIME_DATA = "sktime/datasets/data/{0}/{0}_{1}.ts"
-OCR_MODEL = "rapidocr_onnxruntime/models/ch_PP-OCRv4_{}_infer.onnx"
+OCR_MODEL = "rapidocr_onnxruntime/models/{}_infer.onnx"
+
+
+def _sktime(*names: str) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        ("sktime", f"sktime/datasets/data/{n}/{n}_{part}.ts")
+        for n in names
+        for part in ("TRAIN", "TEST")
+    )
+
 
 SPECS: tuple[Spec, ...] = (
-    Spec("photos", "image", "scikit-learn", SKLEARN_IMAGES,
+    Spec("photos", "image",
+         (("scikit-learn", "sklearn/datasets/images/china.jpg"),
+          ("scikit-learn", "sklearn/datasets/images/flower.jpg")),
          "two RGB photographs (china, flower), stacked vertically", _jpegs),
-    Spec("mri_t1", "image", "nilearn", (NILEARN_DATA.format("t1"),),
+    Spec("mri_t1", "image", (("nilearn", NILEARN_DATA.format("t1")),),
          "MNI ICBM152 2009a T1 brain template, 1 mm voxels, (z, y, x)", _nifti),
-    Spec("mri_gray_matter", "gridded", "nilearn", (NILEARN_DATA.format("gm"),),
+    Spec("mri_gray_matter", "gridded", (("nilearn", NILEARN_DATA.format("gm")),),
          "MNI ICBM152 2009a gray-matter probability map, 1 mm voxels, (z, y, x)", _nifti),
-    Spec("land_mask", "categorical", "global-land-mask",
-         ("global_land_mask/globe_combined_mask_compressed.npz",),
+    Spec("land_mask", "categorical",
+         (("global-land-mask", "global_land_mask/globe_combined_mask_compressed.npz"),),
          "GLOBE land/sea mask of the Earth, every 8th row and column (4')", _land_mask),
-    Spec("earth_rotation", "timeseries", "astropy-iers-data",
-         ("astropy_iers_data/data/eopc04.1962-now",),
+    Spec("earth_rotation", "timeseries",
+         (("astropy-iers-data", "astropy_iers_data/data/eopc04.1962-now"),),
          "IERS EOP 20 C04: 16 daily series (polar motion, UT1-UTC, LOD, ... and errors) "
          "since 1962", _eop_c04),
-    Spec("appliance_power", "timeseries", "sktime",
-         (SKTIME_DATA.format("ACSF1", "TRAIN"), SKTIME_DATA.format("ACSF1", "TEST")),
-         "ACSF1: 200 day-long power-consumption series of home appliances", _ts_equal),
-    Spec("plaid_current", "timeseries", "sktime",
-         (SKTIME_DATA.format("PLAID", "TRAIN"), SKTIME_DATA.format("PLAID", "TEST")),
-         "PLAID: appliance current waveforms, concatenated", _ts_concat),
-    Spec("ocr_det_weights", "weights", "rapidocr-onnxruntime", (OCR_MODEL.format("det"),),
-         "PP-OCRv4 text-detection network: its float32 weights in graph order", _onnx_weights),
-    Spec("ocr_rec_weights", "weights", "rapidocr-onnxruntime", (OCR_MODEL.format("rec"),),
+    Spec("appliance_power", "timeseries", _sktime("ACSF1", "PLAID"),
+         "UCR ACSF1 (day-long power consumption) and PLAID (current waveforms) series of home "
+         "appliances, concatenated", _ts_concat),
+    Spec("ocr_det_weights", "weights",
+         (("rapidocr-onnxruntime", OCR_MODEL.format("ch_PP-OCRv4_det")),
+          ("rapidocr-onnxruntime", OCR_MODEL.format("ch_ppocr_mobile_v2.0_cls"))),
+         "PP-OCRv4 text-detection and PP-OCR direction-classifier networks: their float32 "
+         "weights in graph order", _onnx_weights),
+    Spec("ocr_rec_weights", "weights",
+         (("rapidocr-onnxruntime", OCR_MODEL.format("ch_PP-OCRv4_rec")),),
          "PP-OCRv4 text-recognition network: its float32 weights in graph order", _onnx_weights),
-    Spec("zh_word_freq", "tabular", "jieba", ("jieba/dict.txt",),
-         "jieba dictionary: the frequency column of 349k Chinese words", _column(1, "int64")),
-    Spec("zh_idf", "tabular", "jieba", ("jieba/analyse/idf.txt",),
-         "jieba keyword extraction: the IDF column of 270k Chinese words", _column(1, "float64")),
+    Spec("word_counts", "tabular",
+         (("jieba", "jieba/dict.txt"),
+          ("symspellpy", "symspellpy/frequency_dictionary_en_82_765.txt"),
+          ("symspellpy", "symspellpy/frequency_bigramdictionary_en_243_342.txt")),
+         "the count column of jieba's Chinese dictionary (349k words) and of SymSpell's English "
+         "word (83k) and bigram (243k) frequency lists", _columns((1, -1, -1), "int64")),
+    Spec("zh_idf", "tabular", (("jieba", "jieba/analyse/idf.txt"),),
+         "jieba keyword extraction: the IDF column of 270k Chinese words",
+         _columns((1,), "float64")),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SPECS}
 
@@ -206,27 +226,23 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def shipped_files(package: str, files: tuple[str, ...]) -> tuple[str, list[Path]]:
-    """``package==version`` and the absolute paths of ``files``, each checked against the
-    installed RECORD (listed there, same sha256): i.e. the very files of the wheel."""
+def shipped_file(package: str, name: str) -> tuple[str, Path]:
+    """``package==version`` and the absolute path of its file ``name``, checked against the
+    installed RECORD (listed there, same sha256): i.e. the very file of the wheel."""
     import base64
     from importlib import metadata
 
     dist = metadata.distribution(package)
-    record = {str(f): f for f in dist.files or ()}
-    paths = []
-    for name in files:
-        entry = record.get(name)
-        if entry is None:
-            raise RuntimeError(f"{package}: {name} is not in the package's RECORD")
-        path = Path(entry.locate())
-        if entry.hash is None or entry.hash.mode != "sha256":
-            raise RuntimeError(f"{package}: {name} has no sha256 in RECORD")
-        digest = base64.urlsafe_b64encode(bytes.fromhex(_sha256_file(path))).rstrip(b"=")
-        if digest.decode() != entry.hash.value:
-            raise RuntimeError(f"{package}: {name} differs from the file in the wheel")
-        paths.append(path)
-    return f"{dist.metadata['Name']}=={dist.version}", paths
+    entry = {str(f): f for f in dist.files or ()}.get(name)
+    if entry is None:
+        raise RuntimeError(f"{package}: {name} is not in the package's RECORD")
+    path = Path(entry.locate())
+    if entry.hash is None or entry.hash.mode != "sha256":
+        raise RuntimeError(f"{package}: {name} has no sha256 in RECORD")
+    digest = base64.urlsafe_b64encode(bytes.fromhex(_sha256_file(path))).rstrip(b"=")
+    if digest.decode() != entry.hash.value:
+        raise RuntimeError(f"{package}: {name} differs from the file in the wheel")
+    return f"{dist.metadata['Name']}=={dist.version}", path
 
 
 def _write_atomic(path: Path, write: Callable[[object], None], binary: bool = True) -> None:
@@ -262,8 +278,8 @@ def extract(names: list[str], out: Path) -> None:
     entries = load_manifest(out)
     for name in names:
         spec = BY_NAME[name]
-        pinned, paths = shipped_files(spec.package, spec.files)
-        arr = np.ascontiguousarray(spec.read(paths))
+        shipped = [shipped_file(pkg, name) for pkg, name in spec.sources]
+        arr = np.ascontiguousarray(spec.read([path for _, path in shipped]))
         target = out / f"{name}.npy"
         _write_atomic(target, lambda fh, a=arr: np.save(fh, a))
         entries[name] = {
@@ -272,13 +288,16 @@ def extract(names: list[str], out: Path) -> None:
             "dtype": str(arr.dtype),
             "shape": list(arr.shape),
             "nbytes": int(arr.nbytes),
-            "package": pinned,
-            "files": list(spec.files),
+            "packages": sorted({pinned for pinned, _ in shipped}),
+            "sources": [
+                {"package": pinned, "file": name}
+                for (pinned, _), (_, name) in zip(shipped, spec.sources, strict=True)
+            ],
             "description": spec.description,
             "sha256": _sha256_file(target),
         }
         save_manifest(out, entries)
-        print(f"{name:18s} {arr.dtype!s:8s} {arr.shape!s:22s} {arr.nbytes / 1e6:7.2f} MB  {pinned}")
+        print(f"{name:18s} {arr.dtype!s:8s} {arr.shape!s:22s} {arr.nbytes / 1e6:7.2f} MB")
 
 
 # -- driver (any Python) ------------------------------------------------------------------------
@@ -353,7 +372,7 @@ def format_table(entries: dict[str, dict]) -> str:
         shape = "x".join(str(n) for n in e["shape"])
         lines.append(
             f"| {e['name']} | {e['kind']} | {e['dtype']} | {shape} | {e['nbytes'] / 1e6:.2f} "
-            f"| {e['package']}: {', '.join(e['files'])} |"
+            f"| {', '.join(e['packages'])}: {', '.join(s['file'] for s in e['sources'])} |"
         )
     return "\n".join(lines)
 
