@@ -72,7 +72,8 @@ def _jpegs(paths: list[Path]):
 
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     width = min(im.shape[1] for im in images)
-    return np.concatenate([im[:, :width] for im in images], axis=0)
+    crops = [im[:, (im.shape[1] - width) // 2 :][:, :width] for im in images]  # centred
+    return np.concatenate(crops, axis=0)
 
 
 def _nifti(paths: list[Path]):
@@ -178,8 +179,12 @@ def _sktime(*names: str) -> tuple[tuple[str, str], ...]:
 SPECS: tuple[Spec, ...] = (
     Spec("photos", "image",
          (("scikit-learn", "sklearn/datasets/images/china.jpg"),
-          ("scikit-learn", "sklearn/datasets/images/flower.jpg")),
-         "two RGB photographs (china, flower), stacked vertically", _jpegs),
+          ("scikit-learn", "sklearn/datasets/images/flower.jpg"),
+          ("ultralytics", "ultralytics/assets/bus.jpg"),
+          ("ultralytics", "ultralytics/assets/zidane.jpg"),
+          ("imgaug", "imgaug/quokka.jpg")),
+         "five RGB photographs (china, flower, bus, zidane, quokka), cropped to the narrowest "
+         "width (640, centred) and stacked vertically", _jpegs),
     Spec("mri_t1", "image", (("nilearn", NILEARN_DATA.format("t1")),),
          "MNI ICBM152 2009a T1 brain template, 1 mm voxels, (z, y, x)", _nifti),
     Spec("mri_gray_matter", "gridded", (("nilearn", NILEARN_DATA.format("gm")),),
@@ -323,13 +328,20 @@ def ensure_env(env: Path) -> Path:
 
 
 def missing(out: Path, names: list[str]) -> list[str]:
-    """Names whose ``.npy`` or manifest entry is absent, or whose ``.npy`` changed."""
+    """Names whose ``.npy`` or manifest entry is absent, whose ``.npy`` changed, or whose
+    source files are not the ones the spec lists now."""
     entries = load_manifest(out)
     todo = []
     for name in names:
         npy = out / f"{name}.npy"
         entry = entries.get(name)
-        if entry is None or not npy.exists() or entry["sha256"] != _sha256_file(npy):
+        files = [f for _, f in BY_NAME[name].sources]
+        if (
+            entry is None
+            or [s["file"] for s in entry["sources"]] != files
+            or not npy.exists()
+            or entry["sha256"] != _sha256_file(npy)
+        ):
             todo.append(name)
     return todo
 
