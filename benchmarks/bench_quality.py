@@ -171,7 +171,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict], dict]:
 
 def _format_row(row: dict) -> str:
     cells = " ".join(f"{_pct(row[m]):>10s}" for m in METHODS)
-    sizes = f"{row['train_chunks']:4d} {row['test_chunks']:4d}"
+    sizes = f"{int(row['train_chunks']):4d} {int(row['test_chunks']):4d}"
     return f"{row['dataset']:16s} {row['mode']:6s} {sizes} {cells}"
 
 
@@ -180,10 +180,16 @@ def _pct(x: float) -> str:
 
 
 def with_means(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with a ``mean`` row per mode (over the datasets that have each method)."""
-    means = table.groupby("mode", sort=False)[list(METHODS)].mean().reset_index()
-    means.insert(0, "dataset", "mean")
-    return pd.concat([table, means], ignore_index=True)
+    """The table with mean rows per mode: ``mean`` over every dataset that has the method,
+    ``mean_model`` over the datasets with a model only (all methods on the same datasets)."""
+    parts = [table]
+    for label, rows in (("mean", table), ("mean_model", table[table["model"].notna()])):
+        means = rows.groupby("mode", sort=False)[list(METHODS)].mean().reset_index()
+        means.insert(0, "dataset", label)
+        means["train_chunks"] = rows.groupby("mode", sort=False)["train_chunks"].sum().to_numpy()
+        means["test_chunks"] = rows.groupby("mode", sort=False)["test_chunks"].sum().to_numpy()
+        parts.append(means)
+    return pd.concat(parts, ignore_index=True)
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -206,7 +212,8 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel(f"{mode.upper()} gain (%)")
         ax.axhline(5, color="k", lw=0.8, ls="--")
         ax.set_xticks(x + 0.4 - width / 2, part["dataset"], rotation=30, ha="right")
-    axes[0].legend(ncols=len(shown), fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(shown), fontsize=8)
     axes[0].set_title(
         "gain = exp(J_oracle - J_choice) - 1, odd chunks, tradeoffs 0..1 (dashed: 5%)"
     )
@@ -243,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += r
         costs.append(c)
     table = with_means(pd.DataFrame(rows))
-    for _, row in table[table["dataset"] == "mean"].iterrows():
-        print(_format_row(row.to_dict() | {"train_chunks": 0, "test_chunks": 0}))
+    for _, row in table[table["dataset"].isin(["mean", "mean_model"])].iterrows():
+        print(_format_row(row.to_dict()))
     table.to_csv(args.out / "gain.csv", index=False)
     pd.DataFrame(costs).to_csv(args.out / "gather.csv", index=False)
     plot(table, args.out / "gain.png")
