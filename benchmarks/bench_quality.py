@@ -70,14 +70,30 @@ def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES
     return tuple(chunks)
 
 
+def layout(shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple, tuple]:
+    """Chunks of about 256 KB (:func:`chunk_shape`) and blosc2's blocks for them, the chunks
+    trimmed to whole blocks: blosc2 pads a chunk to whole blocks with zeros (measured: MRI
+    slabs of 5 slices in blocks of 4 were stored as 8 slices, 37% zeros, inflating cratio)."""
+    import blosc2
+
+    chunks = chunk_shape(shape, dtype.itemsize)
+    _, blocks = blosc2.compute_chunks_blocks(shape, chunks, None, dtype=dtype)
+    if any(c % b for c, b in zip(chunks, blocks, strict=True)):
+        chunks = tuple(max(b, c // b * b) for c, b in zip(chunks, blocks, strict=True))
+        _, again = blosc2.compute_chunks_blocks(shape, chunks, None, dtype=dtype)
+        if not any(c % b for c, b in zip(chunks, again, strict=True)):
+            blocks = again
+    return tuple(int(c) for c in chunks), tuple(int(b) for b in blocks)
+
+
 def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measure.Measurements:
     """The cached gather of ``npy`` (made now if absent; an interrupted one is resumed)."""
     arr = np.load(npy, mmap_mode="r")
-    chunks = chunk_shape(arr.shape, arr.dtype.itemsize)
+    chunks, blocks = layout(arr.shape, arr.dtype)
     nchunks = math.prod(math.ceil(s / c) for s, c in zip(arr.shape, chunks, strict=True))
     sample = max_chunks if max_chunks is not None and nchunks > max_chunks else None
     return measure.gather(
-        npy, meas_dir, chunks=chunks, sample=sample, seed=0, repeats=3, nthreads=1,
+        npy, meas_dir, chunks=chunks, blocks=blocks, sample=sample, seed=0, repeats=3, nthreads=1,
         resume=True, progress=False,
     )  # fmt: skip
 

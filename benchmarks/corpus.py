@@ -97,12 +97,32 @@ def _land_mask(paths: list[Path]):
     return np.ascontiguousarray(mask[::8, ::8]).view(np.uint8)
 
 
-def _eop_c04(paths: list[Path]):
+#: finals2000A.all: 0-based byte ranges of its 17 numeric fields after the MJD (the package's
+#: ReadMe.finals2000A): Bulletin A PM-x, PM-y, UT1-UTC, LOD, dX, dY with their errors, then the
+#: Bulletin B PM-x, PM-y, UT1-UTC, dX, dY.
+FINALS_FIELDS = (
+    (18, 27), (27, 36), (37, 46), (46, 55), (58, 68), (68, 78), (79, 86), (86, 93), (97, 106),
+    (106, 115), (116, 125), (125, 134), (134, 144), (144, 154), (154, 165), (165, 175),
+    (175, 185),
+)  # fmt: skip
+
+
+def _eop(paths: list[Path]):
+    """The daily series of EOP 20 C04 (16) and of finals2000A (17, the days where every
+    field is filled: no predictions), one after the other."""
     import numpy as np
 
-    table = np.loadtxt(paths[0], comments="#", dtype=np.float64)
+    c04 = np.loadtxt(paths[0], comments="#", dtype=np.float64)
     # columns: YR MM DD HH MJD, then x y UT1-UTC dX dY xrt yrt LOD and their 8 errors
-    return np.ascontiguousarray(table[:, 5:].T)  # one row per series, one column per day
+    series = [c04[:, 5:].T]
+    rows = []
+    with open(paths[1], encoding="ascii") as fh:
+        for line in fh:
+            fields = [line[a:b].strip() for a, b in FINALS_FIELDS]
+            if all(fields):
+                rows.append([float(v) for v in fields])
+    series.append(np.array(rows, dtype=np.float64).T)
+    return np.concatenate([s.ravel() for s in series])
 
 
 def _ts_rows(paths: list[Path]) -> list[list[float]]:
@@ -193,9 +213,11 @@ SPECS: tuple[Spec, ...] = (
          (("global-land-mask", "global_land_mask/globe_combined_mask_compressed.npz"),),
          "GLOBE land/sea mask of the Earth, every 8th row and column (4')", _land_mask),
     Spec("earth_rotation", "timeseries",
-         (("astropy-iers-data", "astropy_iers_data/data/eopc04.1962-now"),),
-         "IERS EOP 20 C04: 16 daily series (polar motion, UT1-UTC, LOD, ... and errors) "
-         "since 1962", _eop_c04),
+         (("astropy-iers-data", "astropy_iers_data/data/eopc04.1962-now"),
+          ("astropy-iers-data", "astropy_iers_data/data/finals2000A.all")),
+         "IERS Earth orientation: the 16 daily series of EOP 20 C04 (since 1962) and the 17 of "
+         "finals2000A (since 1973; polar motion, UT1-UTC, LOD, nutation, their errors), "
+         "concatenated", _eop),
     Spec("appliance_power", "timeseries", _sktime("ACSF1", "PLAID"),
          "UCR ACSF1 (day-long power consumption) and PLAID (current waveforms) series of home "
          "appliances, concatenated", _ts_concat),
