@@ -25,7 +25,8 @@ from . import data
 from .atomic import atomic_dir, atomic_path
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, invalid
-from .plugin import implicit_tuner_off, plugin_support, write_tuned
+from .plugin import plugin_support, write_tuned
+from .runtime import implicit_tuner_off
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -55,7 +55,8 @@ from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, invalid
 from .objective import TRADEOFFS, best_index, objective, objective_matrix, parse_mode, regret
-from .plugin import installed_version, plugin_support, write_tuned
+from .plugin import plugin_support, write_tuned
+from .runtime import installed_version
 
 if TYPE_CHECKING:
     import blosc2

@@ -57,7 +57,8 @@ from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
 from .model import BtuneModel, load_model, plugin_tradeoff
 from .objective import objective
-from .plugin import implicit_tuner_off, plugin_support, require_plugin, write_tuned
+from .plugin import plugin_support, require_plugin, write_tuned
+from .runtime import implicit_tuner_off
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
 from .trace import Banner, InferenceLine, Trace, TraceRow, assemble
 
@@ -180,7 +181,7 @@ def compress(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(invalid(name, value, f"an integer >= {low}"))
     if which is Engine.NATIVE:
-        require_plugin(models=cfg.models_dir is not None)
+        require_plugin()
     model = _model_for(cfg, which)
     array, src_chunks, src_blocks = _load_input(data)
     chunks = tuple(chunks) if chunks is not None else src_chunks

@@ -34,7 +34,7 @@ import numpy as np
 from .atomic import atomic_dir
 from .categories import DEFAULT_CATEGORIES, Category, parse_categories
 from .errors import BtuneWrapError, ConfigError, InputError, MeasureError, invalid
-from .plugin import implicit_tuner_off, installed_version
+from .runtime import implicit_tuner_off, installed_version
 
 if TYPE_CHECKING:
     import blosc2
