@@ -58,8 +58,8 @@ from .errors import ConfigError, InputError, ModelError, PluginUnavailableError,
 from .model import BtuneModel, load_model, plugin_tradeoff
 from .objective import objective
 from .plugin import plugin_support, require_plugin, write_tuned
-from .runtime import implicit_tuner_off
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
+from .runtime import implicit_tuner_off
 from .trace import Banner, InferenceLine, Trace, TraceRow, assemble
 
 if TYPE_CHECKING:

@@ -108,11 +108,9 @@ def _wait(proc: subprocess.Popen) -> tuple[int, str]:
 
 def _read(result: Path) -> tuple[Any, ...] | None:
     """The child's pickled outcome, or None when it wrote none (it crashed or exited early)."""
-    try:
-        fh = open(result, "rb")
-    except OSError:
+    if not result.is_file():
         return None
-    with fh:
+    with open(result, "rb") as fh:
         try:
             return pickle.load(fh)
         except Exception as exc:  # noqa: BLE001 - e.g. an exception class that cannot rebuild
