@@ -9,10 +9,12 @@ from __future__ import annotations
 from .config import BtuneConfig, PerfMode, RepeatMode
 from .errors import (
     BtuneWrapError,
+    ChildCrashError,
     ConfigError,
     InputError,
     MeasureError,
     ModelError,
+    PluginCrashError,
     PluginUnavailableError,
 )
 from .plugin import PluginSupport, plugin_support, write_tuned
@@ -24,12 +26,14 @@ __all__ = [
     "Banner",
     "BtuneConfig",
     "BtuneWrapError",
+    "ChildCrashError",
     "ConfigError",
     "InferenceLine",
     "InputError",
     "MeasureError",
     "ModelError",
     "PerfMode",
+    "PluginCrashError",
     "PluginSupport",
     "PluginUnavailableError",
     "RepeatMode",

@@ -272,7 +272,7 @@ def write_tuned(
     layout = _layout(chunks, blocks, nthreads)
     with contextlib.ExitStack() as stack:
         target = None if urlpath is None else str(stack.enter_context(atomic_path(urlpath)))
-        [(text, frame)] = _run_plugin(data, [config], layout, target, keep=urlpath is None)
+        [(text, frame)] = _run_plugin(data, [config], layout, target, urlpath=urlpath)
     if urlpath is not None:
         result = blosc2.open(os.fspath(urlpath))
     else:
@@ -299,7 +299,7 @@ def tuned_traces(
     the array crosses once and the child starts once (about 0.2 s saved per config).
     """
     data = _plugin_input(array)
-    runs = _run_plugin(data, list(configs), _layout(chunks, blocks, nthreads), None, keep=False)
+    runs = _run_plugin(data, list(configs), _layout(chunks, blocks, nthreads), None, urlpath=False)
     traces = [parse_trace(text) for text, _ in runs]
     for trace in traces:
         trace.engine = "native"
@@ -333,15 +333,19 @@ def _run_plugin(
     layout: dict[str, object],
     target: str | None,
     *,
-    keep: bool,
+    urlpath: str | os.PathLike[str] | None | bool,
 ) -> list[tuple[str, bytes | None]]:
-    """:func:`plugin_writes` in a child process; a crash there becomes a PluginCrashError."""
+    """:func:`plugin_writes` in a child process; a crash there becomes a PluginCrashError.
+
+    ``target`` is the temporary file written for ``urlpath``; ``urlpath=None`` keeps the
+    result in memory, ``False`` keeps nothing.
+    """
     from .isolate import run_isolated
 
-    where = f" to {target!r}" if target is not None else ""
+    where = f" to {os.fspath(urlpath)!r}" if urlpath not in (None, False) else ""
     return run_isolated(
         plugin_writes,
-        (data, configs, layout, target, keep),
+        (data, configs, layout, target, urlpath is None),
         what="the Btune plugin",
         doing=f"writing a {data.shape} {data.dtype} array{where}; nothing was written",
         error=PluginCrashError,
