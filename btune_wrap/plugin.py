@@ -10,6 +10,10 @@ Three things stand between a user and a working plugin, and this module handles 
   there, so an unactivated virtual environment works.
 * **Trace.** The plugin prints on the C-level stdout; :func:`capture_c_output` collects it and
   :mod:`btune_wrap.trace` turns it into data.
+* **Crashes.** The plugin is closed C code that can kill its process (SIGSEGV on a
+  memory-mapped one-chunk array in DECOMP mode, FACTS.md section 11). :func:`write_tuned` and
+  :func:`tuned_traces` run it in a child process (:mod:`btune_wrap.isolate`) on an owned copy
+  of the data, so a crash costs the call a :class:`~btune_wrap.errors.PluginCrashError`.
 """
 
 from __future__ import annotations

@@ -213,3 +213,32 @@ def test_gather_and_compress_refuse_a_corrupted_b2nd_with_exit_2(tmp_path, model
                 assert repr(bad.name) in result.stderr and "Traceback" not in result.stderr
         if plain_rc < 0:
             assert not output.exists() and not Path(f"{bad}.meas").exists()
+
+
+def reopen_after_corruption(path: str) -> list[str]:
+    """Open a sound .b2nd, corrupt its header in place, open it again; what each open gave."""
+    from btune_wrap.errors import InputError
+    from btune_wrap.sources import open_source
+
+    seen = []
+    for _ in range(2):
+        try:
+            with open_source(path) as source:
+                seen.append(f"opened {source.nchunks} chunks")
+        except InputError as exc:
+            seen.append(str(exc))
+        data = bytearray(Path(path).read_bytes())
+        data[11] ^= 0xFF  # the frame's header size: blosc2 4.0 aborts on it
+        Path(path).write_bytes(bytes(data))
+        stat = os.stat(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    return seen
+
+
+def test_a_file_changed_after_its_check_is_checked_again(tmp_path):
+    path = tmp_path / "a.b2nd"
+    blosc2.asarray(np.arange(1000, dtype=np.int32), urlpath=str(path), mode="w", chunks=(500,))
+    # In a child of its own: were the check skipped, this test's process would die.
+    first, second = run_isolated(reopen_after_corruption, (str(path),))
+    assert first == "opened 2 chunks"
+    assert second.startswith(f"input {str(path)!r}") and "a.b2nd" in second
