@@ -256,37 +256,3 @@ def test_a_file_changed_after_its_check_is_checked_again(tmp_path):
     first, second = run_isolated(reopen_after_corruption, (str(path),))
     assert first == "opened 2 chunks"
     assert second.startswith(f"input {str(path)!r}") and "a.b2nd" in second
-
-
-#: TensorFlow loaded before the plugin's library made an in-process plugin die on its first
-#: model load, so the native engine refused to run then; the plugin's child never has it.
-TENSORFLOW_FIRST = """
-import sys
-import numpy as np
-import tensorflow  # noqa: F401
-from btune_wrap import BtuneConfig, write_tuned
-from btune_wrap.infer import compress
-from btune_wrap.plugin import TENSORFLOW_FIRST
-assert TENSORFLOW_FIRST
-data = np.arange(40_000, dtype=np.int64) % 1000
-config = BtuneConfig(models_dir=sys.argv[1], trace=True)
-arr, trace = write_tuned(data, config, chunks=(5000,))
-assert (arr[:] == data).all() and trace.inferences
-arr, trace = compress(data, config, engine="native", chunks=(5000,))
-assert (arr[:] == data).all() and trace.inferences
-print("NATIVE-OK")
-"""
-
-
-@needs_plugin
-def test_tensorflow_imported_first_no_longer_stops_the_native_engine(tmp_path, models_dir):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", TENSORFLOW_FIRST, str(models_dir)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "NATIVE-OK" in result.stdout
