@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 from btune_wrap.config import BtuneConfig
 from btune_wrap.data import mixed_int
@@ -44,15 +45,15 @@ def main() -> None:
     args = parser.parse_args()
     if not plugin_support():
         raise SystemExit(f"the plugin cannot run here: {plugin_support().reason}")
-    empty = best_of(args.repeats, lambda: run_isolated(int))
+    empty = best_of(args.repeats, partial(run_isolated, int))
     print(f"empty child: {empty * 1e3:.0f} ms")
     configs = [BtuneConfig(tradeoff=t, trace=True) for t in TRADEOFFS]
     layout = {"chunks": (5000,)}
     for nchunks in args.chunks:
         data = mixed_int(nchunks, seed=0)
-        here = best_of(args.repeats, lambda: plugin_writes(data, configs[:1], layout, None, True))
-        child = best_of(args.repeats, lambda: write_tuned(data, configs[0], chunks=(5000,)))
-        batch = best_of(args.repeats, lambda: tuned_traces(data, configs, chunks=(5000,)))
+        here = best_of(args.repeats, partial(plugin_writes, data, configs[:1], layout, None, True))
+        child = best_of(args.repeats, partial(write_tuned, data, configs[0], chunks=(5000,)))
+        batch = best_of(args.repeats, partial(tuned_traces, data, configs, chunks=(5000,)))
         batch /= len(configs)
         print(
             f"{nchunks:4d} chunks ({data.nbytes / 1e6:.1f} MB): in-process {here * 1e3:.0f} ms, "

@@ -48,6 +48,7 @@ def run_isolated(
     what: str = "the isolated call",
     doing: str = "",
     error: type[ChildCrashError] = ChildCrashError,
+    env: Mapping[str, str] | None = None,
 ) -> Any:
     """Call ``func(*args, **kwargs)`` in a fresh child interpreter and return its result.
 
@@ -63,6 +64,8 @@ def run_isolated(
         (defaults ``"the isolated call"`` and ``""``).
     error
         The :class:`ChildCrashError` subclass raised when a signal kills the child.
+    env
+        Variables set in the child's environment on top of this process's (default none).
 
     Raises
     ------
@@ -79,7 +82,8 @@ def run_isolated(
             pickle.dump(list(sys.path), fh)
             pickle.dump((func, tuple(args), dict(kwargs or {})), fh, protocol=5)
         command = [sys.executable, "-c", _BOOT, _ROOT, str(payload), str(result)]
-        returncode, stderr = _wait(subprocess.Popen(command, stderr=subprocess.PIPE))
+        child_env = {**os.environ, **env} if env else None
+        returncode, stderr = _wait(subprocess.Popen(command, stderr=subprocess.PIPE, env=child_env))
         outcome = _read(result)
     if outcome is None:
         raise error(_crash_message(what, doing, returncode, stderr))
