@@ -360,7 +360,7 @@ def _choose(
         else:
             picks[Method.GENETIC] = []
             # One child process per dataset runs the plugin for every tradeoff: starting one
-            # costs ~0.5 s (interpreter, plugin discovery), a genetic run ~20 ms (bench_isolate).
+            # cost 1.0-1.4 s, a genetic run 10-90 ms (benchmarks/bench_isolate.py, loaded).
             for ds in _progress(datasets, progress, "genetic"):
                 ids = np.empty((ntrade, ds.nchunks), dtype=np.int64)
                 array = np.asarray(ds.source().load_array())

@@ -297,7 +297,9 @@ def tuned_traces(
     """The plugin's trace for ``array`` under each of ``configs``, nothing kept or written.
 
     Like :func:`write_tuned` (same parameters) once per config, but all in one child process:
-    the array crosses once and the child starts once (about 0.2 s saved per config).
+    the array crosses once and the child starts once. Starting it (interpreter, plugin library,
+    the plugin's first-call set-up) took 1.0-1.4 s on a loaded 2-core machine, a genetic run of
+    8-240 chunks 10-90 ms (``benchmarks/bench_isolate.py``).
     """
     data = _plugin_input(array)
     runs = _run_plugin(data, list(configs), _layout(chunks, blocks, nthreads), None, urlpath=False)
