@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 from .config import BtuneConfig, PerfMode, RepeatMode
 from .errors import (
     BtuneWrapError,
+    ChildCrashError,
     ConfigError,
     InputError,
     MeasureError,
     ModelError,
+    PluginCrashError,
     PluginUnavailableError,
 )
 
@@ -62,12 +64,14 @@ __all__ = [
     "Banner",
     "BtuneConfig",
     "BtuneWrapError",
+    "ChildCrashError",
     "ConfigError",
     "InferenceLine",
     "InputError",
     "MeasureError",
     "ModelError",
     "PerfMode",
+    "PluginCrashError",
     "PluginSupport",
     "PluginUnavailableError",
     "RepeatMode",

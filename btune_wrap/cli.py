@@ -28,7 +28,7 @@ _REPORTED = (
 
 
 def _version(dist: str) -> str:
-    from .plugin import installed_version
+    from .runtime import installed_version
 
     return installed_version(dist) or "not installed"
 

@@ -26,7 +26,7 @@ from .atomic import atomic_path
 from .categories import Category
 from .errors import BtuneWrapError, ConfigError, InputError, MeasureError, invalid
 from .parse import parse_int, parse_threads
-from .plugin import implicit_tuner_off
+from .runtime import implicit_tuner_off
 
 if TYPE_CHECKING:
     import blosc2

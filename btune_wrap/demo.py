@@ -25,7 +25,8 @@ from . import data
 from .atomic import atomic_dir, atomic_path
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, invalid
-from .plugin import implicit_tuner_off, plugin_support, write_tuned
+from .plugin import plugin_support, write_tuned
+from .runtime import implicit_tuner_off
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +114,7 @@ def run_demo(
             f"== 1. Genetic tuning of {array.size:,} int64 in chunks of {chunk[0]} "
             f"(tradeoff {config.tradeoff}, {config.perf_mode.name})"
         )
-        arr, genetic_trace = write_tuned(array, config, urlpath=target, chunks=chunk)
+        arr, genetic_trace = write_tuned(array, config, urlpath=target, chunks=chunk, force=True)
         with pd.option_context("display.width", 140, "display.max_rows", 200):
             log(genetic_trace.to_dataframe()[_TRACE_COLUMNS].to_string(index=False))
         if genetic_trace.winners:

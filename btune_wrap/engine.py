@@ -27,8 +27,8 @@ from .errors import InputError, ModelError
 from .model import BtuneModel, plugin_tradeoff
 from .objective import chunk_objective
 from .parse import parse_optional_shape, parse_threads
-from .plugin import implicit_tuner_off
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
+from .runtime import implicit_tuner_off
 from .sources import ChunkReader, check_array, resolve_layout
 from .trace import Banner, InferenceLine, RowState, Trace, TraceRow, assemble, format_trace
 from .tweak import TweakSearch, most_predicted

@@ -23,6 +23,15 @@ class PluginUnavailableError(BtuneWrapError):
     """The Btune plugin cannot run safely with the installed packages."""
 
 
+class ChildCrashError(BtuneWrapError):
+    """A call run in a child process (:func:`btune_wrap.isolate.run_isolated`) killed it with a
+    signal (SIGSEGV, SIGFPE, SIGABRT, ...): that call failed, the caller's process lives on."""
+
+
+class PluginCrashError(ChildCrashError):
+    """The Btune plugin (closed C code) crashed while writing; nothing was written."""
+
+
 class ModelError(BtuneWrapError):
     """A models directory or model file is missing or inconsistent."""
 

@@ -66,7 +66,8 @@ from .objective import (
     totals,
 )
 from .parse import parse_enum, parse_tradeoffs
-from .plugin import installed_version, plugin_support, write_tuned
+from .plugin import plugin_support, tuned_traces
+from .runtime import installed_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -367,18 +368,20 @@ def _choose(
             notes[Method.GENETIC.value] = f"not evaluated: {support.reason}"
         else:
             picks[Method.GENETIC] = []
-            for ds in datasets:
+            # One child process per dataset runs the plugin for every tradeoff: starting one
+            # cost 1.0-1.4 s, a genetic run 10-90 ms (benchmarks/bench_isolate.py, loaded).
+            for ds in _progress(datasets, progress, "genetic"):
                 ids = np.empty((ntrade, ds.nchunks), dtype=np.int64)
                 array = np.asarray(ds.source().load_array())
-                for k, t in enumerate(_progress(tradeoffs, progress, f"genetic {ds.name}")):
-                    cat, row = genetic_choice(
-                        array,
-                        perf,
-                        t,
-                        chunks=ds.meas.meta.get("chunks"),
-                        blocks=ds.meas.meta.get("blocks"),
-                        nthreads=ds.nthreads,
-                    )
+                choices = genetic_choices(
+                    array,
+                    perf,
+                    tradeoffs,
+                    chunks=ds.meas.meta.get("chunks"),
+                    blocks=ds.meas.meta.get("blocks"),
+                    nthreads=ds.nthreads,
+                )
+                for k, (t, (cat, row)) in enumerate(zip(tradeoffs, choices, strict=True)):
                     ids[k] = catalog.add(cat)
                     genetic_info.append(
                         {
@@ -452,21 +455,40 @@ def genetic_choice(
     ``mode`` as given, trace on); the final choice is the last winner row of the trace (the
     last row if no row won, as with chunks of special values). Returns the category and the row.
     """
-    config = BtuneConfig(tradeoff=float(tradeoff), perf_mode=mode, trace=True)
-    _, trace = write_tuned(
+    [choice] = genetic_choices(
+        array, mode, [tradeoff], chunks=chunks, blocks=blocks, nthreads=nthreads
+    )
+    return choice
+
+
+def genetic_choices(
+    array: np.ndarray,
+    mode: PerfMode,
+    tradeoffs: Sequence[float],
+    *,
+    chunks: Sequence[int] | None = None,
+    blocks: Sequence[int] | None = None,
+    nthreads: int | None = None,
+) -> list[tuple[Category, TraceRow]]:
+    """:func:`genetic_choice` for each of ``tradeoffs``, all in one plugin child process."""
+    configs = [BtuneConfig(tradeoff=float(t), perf_mode=mode, trace=True) for t in tradeoffs]
+    traces = tuned_traces(
         array,
-        config,
+        configs,
         chunks=tuple(chunks) if chunks else None,
         blocks=tuple(blocks) if blocks else None,
         nthreads=nthreads,
     )
-    rows = trace.winners or trace.rows
-    if not rows:
-        raise InputError(
-            f"the Btune plugin printed no trace row for an array of shape {array.shape} "
-            f"(tradeoff {tradeoff}, mode {mode.name}): its genetic choice is unknown"
-        )
-    return trace_category(rows[-1]), rows[-1]
+    choices = []
+    for tradeoff, trace in zip(tradeoffs, traces, strict=True):
+        rows = trace.winners or trace.rows
+        if not rows:
+            raise InputError(
+                f"the Btune plugin printed no trace row for an array of shape {array.shape} "
+                f"(tradeoff {tradeoff}, mode {mode.name}): its genetic choice is unknown"
+            )
+        choices.append((trace_category(rows[-1]), rows[-1]))
+    return choices
 
 
 def datasets_matrices(datasets: Sequence[_Dataset]) -> tuple[np.ndarray, ...]:

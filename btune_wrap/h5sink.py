@@ -393,7 +393,7 @@ def write_h5(
     """
     import blosc2
 
-    from .plugin import implicit_tuner_off
+    from .runtime import implicit_tuner_off
 
     data = np.asarray(array)
     check_h5_array(data)

@@ -169,7 +169,7 @@ def compress(
     max_tweaks = parse_int("max_tweaks", max_tweaks, 0)
     repeats = parse_int("repeats", repeats, 1)
     if which is Engine.NATIVE:
-        require_plugin(models=cfg.models_dir is not None)
+        require_plugin()
     model = _model_for(cfg, which)
     array, src_chunks, src_blocks = _load_input(data)
     check_array("data", array.shape, array.dtype, numeric=False)
@@ -180,7 +180,14 @@ def compress(
     resolve_layout(array.shape, array.dtype, chunks, blocks, nthreads=nthreads, where="data")
     if which is Engine.NATIVE:
         return write_tuned(
-            array, cfg, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads, echo=echo
+            array,
+            cfg,
+            urlpath=urlpath,
+            chunks=chunks,
+            blocks=blocks,
+            nthreads=nthreads,
+            echo=echo,
+            force=force,
         )
     engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats)
     if target is not None:

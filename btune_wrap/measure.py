@@ -39,7 +39,7 @@ from .measurements import (
 )
 from .outputs import check_output, check_target
 from .parse import parse_float, parse_int, parse_threads
-from .plugin import installed_version
+from .runtime import installed_version
 
 if TYPE_CHECKING:
     from .sources import ChunkSource

@@ -10,6 +10,10 @@ Three things stand between a user and a working plugin, and this module handles 
   there, so an unactivated virtual environment works.
 * **Trace.** The plugin prints on the C-level stdout; :func:`capture_c_output` collects it and
   :mod:`btune_wrap.trace` turns it into data.
+* **Crashes.** The plugin is closed C code that can kill its process (SIGSEGV on a
+  memory-mapped one-chunk array in DECOMP mode, FACTS.md section 11). :func:`write_tuned` and
+  :func:`tuned_traces` run it in a child process (:mod:`btune_wrap.isolate`) on an owned copy
+  of the data, so a crash costs the call a :class:`~btune_wrap.errors.PluginCrashError`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import importlib.metadata
 import os
 import sys
 import tempfile
@@ -34,7 +37,10 @@ if TYPE_CHECKING:
 from . import quiet
 from .atomic import atomic_path
 from .config import BtuneConfig
-from .errors import PluginUnavailableError
+from .errors import InputError, PluginCrashError, PluginUnavailableError, invalid
+from .outputs import check_output
+from .parse import parse_bool, parse_optional_shape, parse_threads
+from .runtime import implicit_tuner_off, installed_version
 from .trace import Trace, parse_trace
 
 #: blosc2 versions the plugin is known to run with: [low, high).
@@ -129,14 +135,6 @@ def require_plugin(*, models: bool = False) -> None:
         )
 
 
-def installed_version(dist: str) -> str | None:
-    """The installed version of distribution ``dist``, or None if it is not installed."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 #: Whether TensorFlow's libraries were loaded before the plugin's. In that order the plugin
 #: crashes (SIGSEGV) the first time it loads a model; in the other order both work. Importing
 #: btune_wrap therefore loads the plugin's library (``import blosc2_btune``) right away.
@@ -201,24 +199,6 @@ def capture_c_output() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def implicit_tuner_off() -> Iterator[None]:
-    """Keep C-Blosc2 from switching Btune on for the super-chunks created in the block.
-
-    C-Blosc2 gives every new super-chunk the Btune tuner, whatever its cparams say, when
-    ``BTUNE_TRADEOFF`` is set in the environment (as the tutorial's scripts do). Code that
-    compresses with parameters of its own (the Python engine, measurements) must not get the
-    plugin behind its back: it would override those parameters, and on a blosc2 the plugin
-    does not support it kills the process. The variable is hidden for the block, then restored.
-    """
-    saved = os.environ.pop("BTUNE_TRADEOFF", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["BTUNE_TRADEOFF"] = saved
-
-
-@contextlib.contextmanager
 def plugin_environment(config: BtuneConfig) -> Iterator[None]:
     """Hand ``config`` to the plugin and keep the environment from overriding it.
 
@@ -258,8 +238,13 @@ def write_tuned(
     blocks: Sequence[int] | None = None,
     nthreads: int | None = None,
     echo: bool = False,
+    force: bool = False,
 ) -> tuple[blosc2.NDArray, Trace]:
     """Write ``array`` as a Blosc2 NDArray with Btune choosing each chunk's parameters.
+
+    The plugin runs in a child process (:func:`btune_wrap.isolate.run_isolated`) on an owned,
+    C-contiguous copy of the data: whatever it does there costs this call a
+    :class:`PluginCrashError`, never the caller's process.
 
     Parameters
     ----------
@@ -269,47 +254,199 @@ def write_tuned(
         The plugin configuration; the ``BTUNE_*`` environment is ignored (use
         :meth:`BtuneConfig.from_env` to honour it).
     urlpath
-        Where to write the ``.b2nd`` file (overwritten if present); ``None`` (default) keeps
-        the array in memory.
+        Where to write the ``.b2nd`` file (written aside, then renamed into place); ``None``
+        (default) keeps the array in memory. An existing file is replaced only with ``force``;
+        a directory never (:mod:`btune_wrap.outputs`).
     chunks, blocks
         Chunk and block shapes; ``None`` lets blosc2 choose.
     nthreads
         Compression threads; ``None`` keeps blosc2's default.
     echo
         Also print the plugin's output to this process's stdout as it would have appeared.
+    force
+        Replace an existing ``urlpath`` file. Default False.
 
     Returns
     -------
     (NDArray, Trace)
         The written array and the plugin's trace (empty unless ``config.trace``).
+
+    Raises
+    ------
+    PluginCrashError
+        The plugin killed its child process (the message names the signal); nothing was
+        written.
     """
     import blosc2
 
-    data = np.asarray(array)
-    if data.size == 0:
-        raise PluginUnavailableError("array is empty: expected at least one element to compress")
-    cparams: dict[str, object] = {"tuner": blosc2.Tuner.BTUNE}
-    if nthreads is not None:
-        cparams["nthreads"] = nthreads
-    kwargs: dict[str, object] = {"cparams": cparams}
-    if chunks is not None:
-        kwargs["chunks"] = tuple(chunks)
-    if blocks is not None:
-        kwargs["blocks"] = tuple(blocks)
-    with contextlib.ExitStack() as stack:
-        if urlpath is not None:
-            tmp = stack.enter_context(atomic_path(urlpath))
-            kwargs.update(urlpath=str(tmp), mode="w")
-        with plugin_environment(config), capture_c_output() as captured:
-            result = blosc2.asarray(data, **kwargs)
-        if urlpath is not None:
-            del result
+    data = _plugin_input(array)
+    layout = _layout(data, chunks, blocks, nthreads)
     if urlpath is not None:
-        result = blosc2.open(os.fspath(urlpath))
-    text = captured[0] if captured else ""
+        check_output(urlpath, force=parse_bool("force", force), name="urlpath")
+    with contextlib.ExitStack() as stack:
+        target = None if urlpath is None else str(stack.enter_context(atomic_path(urlpath)))
+        [(text, written)] = _run_plugin(data, [config], layout, target, urlpath=urlpath)
+    result = blosc2.open(os.fspath(urlpath)) if urlpath is not None else _assemble(*written)
     if echo and text:
         sys.stdout.write(quiet.drop_noise(text))
         sys.stdout.flush()
     trace = parse_trace(text)
     trace.engine = "native"
     return result, trace
+
+
+def tuned_traces(
+    array: np.ndarray,
+    configs: Sequence[BtuneConfig],
+    *,
+    chunks: Sequence[int] | None = None,
+    blocks: Sequence[int] | None = None,
+    nthreads: int | None = None,
+) -> list[Trace]:
+    """The plugin's trace for ``array`` under each of ``configs``, nothing kept or written.
+
+    Like :func:`write_tuned` (same parameters) once per config, but all in one child process:
+    the array crosses once and the child starts once. Starting it (interpreter, plugin library,
+    the plugin's first-call set-up) took 1.0-1.4 s on a loaded 2-core machine, a genetic run of
+    8-240 chunks 10-90 ms (``benchmarks/bench_isolate.py``).
+    """
+    data = _plugin_input(array)
+    layout = _layout(data, chunks, blocks, nthreads)
+    runs = _run_plugin(data, list(configs), layout, None, urlpath=False)
+    traces = [parse_trace(text) for text, _ in runs]
+    for trace in traces:
+        trace.engine = "native"
+    return traces
+
+
+def _plugin_input(array: object) -> np.ndarray:
+    """``array`` as NumPy, refused when it holds nothing the plugin can compress safely
+    (no element, Python objects: their pointers written as bytes crash the reader); the plugin
+    must be able to run here (versions)."""
+    from .sources import check_array
+
+    if array is None:
+        raise InputError(invalid("array", None, "an array (anything numpy.asarray accepts)"))
+    data = np.asarray(array)
+    check_array("array", data.shape, data.dtype, numeric=False)
+    require_plugin()
+    return data
+
+
+def _layout(data: np.ndarray, chunks, blocks, nthreads) -> dict[str, object]:
+    """The layout keywords of ``blosc2.asarray`` that the caller gave, checked first: the
+    plugin divides by zero (SIGFPE) on a thread count of 0 and aborts on shapes blosc2 refuses."""
+    from .sources import resolve_layout
+
+    nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
+    chunks = parse_optional_shape("chunks", chunks, data.ndim)
+    blocks = parse_optional_shape("blocks", blocks, data.ndim)
+    resolve_layout(data.shape, data.dtype, chunks, blocks, nthreads=nthreads, where="array")
+    layout: dict[str, object] = {}
+    if chunks is not None:
+        layout["chunks"] = chunks
+    if blocks is not None:
+        layout["blocks"] = blocks
+    if nthreads is not None:
+        layout["nthreads"] = nthreads
+    return layout
+
+
+def _run_plugin(
+    data: np.ndarray,
+    configs: list[BtuneConfig],
+    layout: dict[str, object],
+    target: str | None,
+    *,
+    urlpath: str | os.PathLike[str] | None | bool,
+) -> list[tuple[str, tuple | None]]:
+    """:func:`plugin_writes` in a child process; a crash there becomes a PluginCrashError.
+
+    ``target`` is the temporary file written for ``urlpath``; ``urlpath=None`` keeps the
+    result in memory, ``False`` keeps nothing.
+    """
+    from .isolate import run_isolated
+
+    where = f" to {os.fspath(urlpath)!r}" if urlpath not in (None, False) else ""
+    return run_isolated(
+        plugin_writes,
+        (data, configs, layout, target, urlpath is None),
+        what="the Btune plugin",
+        doing=f"writing a {data.shape} {data.dtype} array{where}; nothing was written",
+        error=PluginCrashError,
+        env=_loader_env(),
+    )
+
+
+def _loader_env() -> dict[str, str]:
+    """``LD_LIBRARY_PATH`` with the plugin library's directory first, for the child.
+
+    C-Blosc2 asks the system loader for ``libblosc2_btune.so`` before it runs ``python`` to
+    find it (:func:`ensure_discovery`): found that way, each child saves starting a second
+    interpreter (0.54 -> 0.43 s for a first plugin call on a quiet machine).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("blosc2_btune")
+    if spec is None or spec.origin is None:
+        return {}
+    directory = str(Path(spec.origin).parent)
+    old = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": os.pathsep.join([directory, old]) if old else directory}
+
+
+def plugin_writes(
+    data: np.ndarray,
+    configs: list[BtuneConfig],
+    layout: dict[str, object],
+    target: str | None,
+    keep: bool,
+) -> list[tuple[str, tuple | None]]:
+    """Write ``data`` with Btune as the tuner once per config, in this process (the child side
+    of :func:`write_tuned` and :func:`tuned_traces`; call those instead).
+
+    Returns, per config, the captured C output and, with ``keep``, the in-memory result as
+    ``(shape, dtype, chunks, blocks, [compressed chunk, ...])`` (see :func:`_assemble`). With
+    ``target`` the (single) write goes to that file.
+    """
+    import blosc2
+
+    # The plugin gets an owned, C-contiguous copy: handed a memory-mapped one-chunk array in
+    # DECOMP mode it died with SIGSEGV (FACTS.md section 11), an in-memory copy worked.
+    owned = np.array(data, order="C", copy=True)
+    del data
+    layout = dict(layout)
+    cparams: dict[str, object] = {"tuner": blosc2.Tuner.BTUNE}
+    if "nthreads" in layout:
+        cparams["nthreads"] = layout.pop("nthreads")
+    kwargs: dict[str, object] = {"cparams": cparams, **layout}
+    if target is not None:
+        kwargs.update(urlpath=target, mode="w")
+    out: list[tuple[str, tuple | None]] = []
+    for config in configs:
+        with plugin_environment(config), capture_c_output() as captured:
+            result = blosc2.asarray(owned, **kwargs)
+        layout_and_chunks = None
+        if keep:
+            sc = result.schunk
+            chunks = [sc.get_chunk(i) for i in range(sc.nchunks)]
+            layout_and_chunks = (result.shape, result.dtype, result.chunks, result.blocks, chunks)
+        del result
+        out.append((captured[0] if captured else "", layout_and_chunks))
+    return out
+
+
+def _assemble(shape, dtype, chunks, blocks, compressed: list[bytes]) -> blosc2.NDArray:
+    """An in-memory NDArray holding these compressed chunks as they are.
+
+    Not ``blosc2.ndarray_from_cframe(..., copy=True)``: on blosc2 4.0.0 that aborts the process
+    (``munmap_chunk(): invalid pointer``) on the frames of some plugin-tuned arrays (measured:
+    int64 chunks of 5000 mixing random, repeated, cumulative and zero series).
+    """
+    import blosc2
+
+    with implicit_tuner_off():
+        out = blosc2.empty(shape, dtype, chunks=chunks, blocks=blocks)
+    for i, chunk in enumerate(compressed):
+        out.schunk.update_chunk(i, chunk)
+    return out

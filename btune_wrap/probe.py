@@ -822,7 +822,7 @@ def zeros_speed(nbytes: int) -> float:
 def _zeros_speed(nbytes: int) -> float:
     import blosc2
 
-    from .plugin import implicit_tuner_off
+    from .runtime import implicit_tuner_off
 
     zeros = np.zeros(nbytes, dtype=np.uint8)
 
