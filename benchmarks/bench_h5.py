@@ -27,7 +27,6 @@ Timings on a shared 2-core machine are noisy: compare within one run.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -37,10 +36,11 @@ from pathlib import Path
 import h5py
 import hdf5plugin
 import numpy as np
+from common import ensure_models, models_parser
 
 from btune_wrap import BtuneConfig
 from btune_wrap.categories import Category, Filter, default_category
-from btune_wrap.data import mixed_int, rand_int
+from btune_wrap.data import mixed_int
 from btune_wrap.infer import compress
 from btune_wrap.model import load_model
 
@@ -131,19 +131,9 @@ def case(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=Path, help="models directory (default: train small ones)")
-    p.add_argument("--repeats", type=int, default=10, help="timings per case, best kept (10)")
-    p.add_argument("--out", type=Path, default=Path("bench_out"), help="work directory")
+    p = models_parser(__doc__.split("\n\n")[0], repeats=10)
     args = p.parse_args(argv)
-    models = args.models
-    if models is None:
-        models = args.out / "models"
-        if not (models / "model_comp.tflite").exists():
-            from btune_wrap.demo import train_models
-
-            print(f"Training small models into {models} ...", flush=True)
-            train_models(rand_int(600 * 5000, seed=42), args.out, models)
+    models = ensure_models(args)
 
     print(f"MB/s wall-clock (best of {args.repeats}), tradeoff 0.5, one thread; sizes in MB;")
     print("ratio = tuned/fixed speed, by wall-clock and by CPU time (cpu)")

@@ -18,7 +18,6 @@ Timings on a shared 2-core machine are noisy: compare within one run.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import blosc2
 import numpy as np
+from common import ensure_models, models_parser
 
 from btune_wrap import BtuneConfig, plugin_support
 from btune_wrap.data import mixed_int, rand_int
@@ -100,19 +100,9 @@ def throughput(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", type=Path, help="models directory (default: train small ones)")
-    p.add_argument("--repeats", type=int, default=5, help="timings per case, best kept (5)")
-    p.add_argument("--out", type=Path, default=Path("bench_out"), help="work directory")
+    p = models_parser(__doc__.split("\n\n")[0], repeats=5)
     args = p.parse_args(argv)
-    models = args.models
-    if models is None:
-        models = args.out / "models"
-        if not (models / "model_comp.tflite").exists():
-            from btune_wrap.demo import train_models
-
-            print(f"Training small models into {models} ...", flush=True)
-            train_models(rand_int(600 * 5000, seed=42), args.out, models)
+    models = ensure_models(args)
     native = bool(plugin_support())
     data = datasets()
 

@@ -51,11 +51,6 @@ class RepeatMode(Enum):
     SOFT = 1
     ALL = 2
 
-    @classmethod
-    def parse(cls, value: RepeatMode | str, field_name: str = "repeat_mode") -> RepeatMode:
-        """Accept a member or its name, case-insensitively."""
-        return parse_enum(field_name, value, cls)
-
 
 Tradeoff = float | tuple[float, float, float]
 
@@ -107,7 +102,7 @@ class BtuneConfig:
         set_ = object.__setattr__
         set_(self, "tradeoff", _check_tradeoff(self.tradeoff))
         set_(self, "perf_mode", PerfMode.parse(self.perf_mode))
-        set_(self, "repeat_mode", RepeatMode.parse(self.repeat_mode))
+        set_(self, "repeat_mode", parse_enum("repeat_mode", self.repeat_mode, RepeatMode))
         if self.models_dir is not None:
             if not isinstance(self.models_dir, (str, os.PathLike)) or str(self.models_dir) == "":
                 raise ConfigError(invalid("models_dir", self.models_dir, "a directory path"))

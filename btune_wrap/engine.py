@@ -120,20 +120,7 @@ class PythonEngine:
 
         data = np.asarray(array)
         check_array("array", data.shape, data.dtype, numeric=False)
-        nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
-        chunks = parse_optional_shape("chunks", chunks, data.ndim)
-        blocks = parse_optional_shape("blocks", blocks, data.ndim)
-        kwargs: dict[str, object] = {}
-        if nthreads is not None:
-            kwargs["cparams"] = {"nthreads": nthreads}
-        kwargs["chunks"], kwargs["blocks"] = cached_layout(
-            data.shape,
-            data.dtype.str,
-            chunks,
-            blocks,
-            nthreads,
-            repr(sorted(blosc2.cparams_dflts.items())),
-        )
+        kwargs = layout_kwargs(data, chunks, blocks, nthreads)
         with write_array(urlpath) as where:
             with implicit_tuner_off():
                 arr = blosc2.empty(data.shape, dtype=data.dtype, **kwargs, **where)
@@ -153,6 +140,33 @@ class PythonEngine:
         the layout (see :mod:`btune_wrap.h5sink`). Returns the trace of the decisions.
         """
         return _ArrayFill(self, arr, sink).fill(data)
+
+
+def layout_kwargs(
+    data: np.ndarray,
+    chunks: Sequence[int] | None,
+    blocks: Sequence[int] | None,
+    nthreads: int | None,
+) -> dict[str, object]:
+    """The ``chunks``, ``blocks`` (and ``cparams`` threads) keywords of ``blosc2.empty`` for
+    ``data``: the given shapes checked, blosc2's choice for the others (:func:`cached_layout`)."""
+    import blosc2
+
+    nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
+    chunks = parse_optional_shape("chunks", chunks, data.ndim)
+    blocks = parse_optional_shape("blocks", blocks, data.ndim)
+    kwargs: dict[str, object] = {}
+    if nthreads is not None:
+        kwargs["cparams"] = {"nthreads": nthreads}
+    kwargs["chunks"], kwargs["blocks"] = cached_layout(
+        data.shape,
+        data.dtype.str,
+        chunks,
+        blocks,
+        nthreads,
+        repr(sorted(blosc2.cparams_dflts.items())),
+    )
+    return kwargs
 
 
 @functools.lru_cache(maxsize=64)

@@ -40,10 +40,9 @@ import numpy as np
 
 from .atomic import atomic_path
 from .categories import Category, Filter, default_category
-from .engine import PythonEngine, cached_layout
+from .engine import PythonEngine, layout_kwargs
 from .errors import ConfigError, InputError, invalid
 from .outputs import check_target as check_output_path
-from .parse import parse_optional_shape, parse_threads
 from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner, check_array
 
 if TYPE_CHECKING:
@@ -397,23 +396,10 @@ def write_h5(
 
     data = np.asarray(array)
     check_h5_array(data)
-    chunks = parse_optional_shape("chunks", chunks, data.ndim)
-    blocks = parse_optional_shape("blocks", blocks, data.ndim)
-    nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
     check_target(target, force=force)
     # The shapes PythonEngine.write picks for a .b2nd, from its cache: asking blosc2.empty
     # without blocks compresses 8 MB of zeros for a blocksize hint on every call (8 ms here).
-    kwargs: dict[str, Any] = {}
-    if nthreads is not None:
-        kwargs["cparams"] = {"nthreads": nthreads}
-    kwargs["chunks"], kwargs["blocks"] = cached_layout(
-        data.shape,
-        data.dtype.str,
-        chunks,
-        blocks,
-        nthreads,
-        repr(sorted(blosc2.cparams_dflts.items())),
-    )
+    kwargs: dict[str, Any] = layout_kwargs(data, chunks, blocks, nthreads)
     check_h5_array(data, kwargs["chunks"])
     with implicit_tuner_off():
         layout = blosc2.empty(data.shape, dtype=data.dtype, **kwargs)

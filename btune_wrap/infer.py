@@ -52,7 +52,7 @@ from .model import BtuneModel, load_model
 from .outputs import check_output
 from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
-from .sources import check_array, resolve_layout
+from .sources import check_array
 from .trace import Trace
 
 if TYPE_CHECKING:
@@ -176,35 +176,15 @@ def compress(
     nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
     chunks = parse_optional_shape("chunks", chunks, array.ndim) or src_chunks
     blocks = parse_optional_shape("blocks", blocks, array.ndim) or src_blocks
-    # Checked here for both engines: the plugin divides by zero or aborts on what this refuses.
-    resolve_layout(array.shape, array.dtype, chunks, blocks, nthreads=nthreads, where="data")
+    layout = {"chunks": chunks, "blocks": blocks, "nthreads": nthreads}
     if which is Engine.NATIVE:
-        return write_tuned(
-            array,
-            cfg,
-            urlpath=urlpath,
-            chunks=chunks,
-            blocks=blocks,
-            nthreads=nthreads,
-            echo=echo,
-            force=force,
-        )
+        return write_tuned(array, cfg, urlpath=urlpath, echo=echo, force=force, **layout)
     engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats)
     if target is not None:
-        result, trace = write_h5(
-            engine_,
-            array,
-            target,
-            chunks=chunks,
-            blocks=blocks,
-            nthreads=nthreads,
-            force=force,
-            attrs=source_attrs(data),
-        )
+        attrs = source_attrs(data)
+        result, trace = write_h5(engine_, array, target, force=force, attrs=attrs, **layout)
     else:
-        result, trace = engine_.write(
-            array, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads
-        )
+        result, trace = engine_.write(array, urlpath=urlpath, **layout)
     if echo and trace.raw:
         sys.stdout.write(trace.raw)
         sys.stdout.flush()

@@ -121,3 +121,22 @@ def models_dir(request: pytest.FixtureRequest) -> Path:
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip(f"no TensorFlow to train the test models, and {MODELS_ENV} is not set")
     return request.getfixturevalue("trained_models")["dir"]
+
+
+def mixed_series(size: int):
+    """Five int64 series of ``size`` elements each, one after the other: random, runs,
+    a slow random walk, zeros and full-range random values (chunks of very different kinds,
+    special values included)."""
+    import numpy as np
+
+    from btune_wrap.data import rand_int
+
+    rng = np.random.default_rng(13)
+    parts = [
+        rand_int(size, seed=14),
+        np.repeat(rng.integers(0, 1000, size // 10), 10),
+        np.cumsum(rng.integers(0, 3, size)),
+        np.zeros(size, dtype=np.int64),
+        rng.integers(0, 2**62, size),
+    ]
+    return np.concatenate(parts).astype(np.int64)

@@ -26,7 +26,7 @@ from btune_wrap.model import load_model, model_paths, plugin_tradeoff
 from btune_wrap.probe import chunk_features
 
 from . import test_engines_newest as newest
-from .conftest import ROOT, bare_path_env
+from .conftest import ROOT, bare_path_env, mixed_series
 
 needs_plugin = pytest.mark.skipif(not plugin_support(), reason=plugin_support().reason)
 
@@ -178,15 +178,7 @@ def test_python_engine_chooses_what_the_plugin_chooses(models_dir, clean_env, mo
     speed feature halved or doubled and the cratio feature moved by 5%: timings differ from
     run to run (and between C and Python), the cratio estimate does not.
     """
-    rng = np.random.default_rng(13)
-    parts = [
-        rand_int(40_000, seed=14),
-        np.repeat(rng.integers(0, 1000, 4_000), 10),
-        np.cumsum(rng.integers(0, 3, 40_000)),
-        np.zeros(40_000, dtype=np.int64),
-        rng.integers(0, 2**62, 40_000),
-    ]
-    data = np.concatenate(parts).astype(np.int64)
+    data = mixed_series(40_000)
     config = BtuneConfig(
         tradeoff=0.5, perf_mode=mode, models_dir=models_dir, use_inference=-1, trace=True
     )

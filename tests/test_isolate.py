@@ -20,7 +20,7 @@ from btune_wrap.evaluate import genetic_choices
 from btune_wrap.isolate import run_isolated
 from btune_wrap.plugin import tuned_traces
 
-from .conftest import ROOT
+from .conftest import ROOT, mixed_series
 
 needs_plugin = pytest.mark.skipif(not plugin_support(), reason=plugin_support().reason)
 
@@ -133,15 +133,7 @@ def test_a_plugin_call_that_dies_leaves_the_existing_output_untouched(tmp_path, 
 def test_an_in_memory_result_keeps_the_chunks_the_plugin_wrote(clean_env):
     """Mixed series (zeros included): their frame made ``ndarray_from_cframe(copy=True)`` abort
     the process on blosc2 4.0.0, so the chunks come back one by one."""
-    rng = np.random.default_rng(13)
-    parts = [
-        rand_int(20_000, seed=14),
-        np.repeat(rng.integers(0, 1000, 2_000), 10),
-        np.cumsum(rng.integers(0, 3, 20_000)),
-        np.zeros(20_000, dtype=np.int64),
-        rng.integers(0, 2**62, 20_000),
-    ]
-    data = np.concatenate(parts).astype(np.int64)
+    data = mixed_series(20_000)
     arr, trace = write_tuned(data, BtuneConfig(trace=True), chunks=(5000,))
     assert arr.urlpath is None and arr.chunks == (5000,)
     np.testing.assert_array_equal(arr[:], data)

@@ -127,15 +127,8 @@ def _run(block: Block, root: Path, env: dict[str, str]) -> subprocess.CompletedP
         command = ["bash", "-e", "-o", "pipefail", "-c", code]
     else:
         command = [str(root / ".venv" / "bin" / "python"), "-c", code]
-    return subprocess.run(
-        command,
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
+    run = {"cwd": root, "env": env, "capture_output": True, "text": True}
+    return subprocess.run(command, timeout=BLOCK_TIMEOUT_S, check=False, **run)
 
 
 def test_the_readme_has_python_and_shell_examples():
