@@ -175,7 +175,7 @@ def contested(
     ctime,
     dtime,
     mode: str | PerfMode,
-    slack: float,
+    slack,
     tradeoffs: Sequence[float] | None = TRADEOFFS,
 ) -> np.ndarray:
     """Which categories of one chunk could still change its label if timed again.
@@ -197,7 +197,9 @@ def contested(
     mode
         ``"comp"``, ``"decomp"`` or ``"balanced"`` (:func:`cost_mode`).
     slack
-        The noise, as a log factor on the time (>= 0; 0 asks for exact ties only).
+        The noise, as a log factor on the time (>= 0; 0 asks for exact ties only): one for
+        all categories, or one per category (shape ``(ncategories,)``, e.g. 0 for those
+        already timed often enough).
     tradeoffs
         The tradeoffs that count (default :data:`TRADEOFFS`, where labels are made); ``None``
         for the whole interval [0, 1] (checked exactly, at its ends and at every tradeoff
@@ -208,14 +210,21 @@ def contested(
     numpy.ndarray
         Boolean, shape ``(ncategories,)``.
     """
-    if not (isinstance(slack, (int, float)) and np.isfinite(slack) and slack >= 0):
-        raise ConfigError(invalid("slack", slack, "a finite number >= 0"))
     ratio_j = chunk_objective(nbytes, cbytes, ctime, dtime, mode, 1.0)  # log(cratio)
     speed_j = chunk_objective(nbytes, cbytes, ctime, dtime, mode, 0.0)  # log(speed)
+    try:
+        slack = np.broadcast_to(np.asarray(slack, dtype=np.float64), speed_j.shape)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            invalid("slack", slack, "numbers >= 0, one or one per category")
+        ) from None
+    if not (np.isfinite(slack).all() and (slack >= 0).all()):
+        raise ConfigError(invalid("slack", slack.tolist(), "finite numbers >= 0"))
     if tradeoffs is None:
         # J_c(t) + (1 - t) * slack == J_d(t), for every (c shifted, d) pair.
-        num = speed_j[None, :] - speed_j[:, None] - slack
-        den = (ratio_j[:, None] - speed_j[:, None] - slack) - (ratio_j[None, :] - speed_j[None, :])
+        shifted = speed_j + slack
+        num = speed_j[None, :] - shifted[:, None]
+        den = (ratio_j[:, None] - shifted[:, None]) - (ratio_j[None, :] - speed_j[None, :])
         with np.errstate(divide="ignore", invalid="ignore"):
             cross = num / den
         cross = cross[np.isfinite(cross) & (cross > 0) & (cross < 1)]
@@ -225,6 +234,6 @@ def contested(
     j = objective(np.exp(ratio_j)[None, :], np.exp(speed_j)[None, :], t[:, None])
     best = j.max(axis=1, keepdims=True)
     # A relative tolerance keeps a category from losing to itself through rounding.
-    could = j + (1.0 - t[:, None]) * slack >= best - 1e-12 * np.abs(best)
+    could = j + (1.0 - t[:, None]) * slack[None, :] >= best - 1e-12 * np.abs(best)
     shared = could.sum(axis=1) >= 2
     return could[shared].any(axis=0)
