@@ -229,12 +229,21 @@ def _opened(
 ) -> tuple[ChunkSource, ChunkMeasurer]:
     key = (spec.path, spec.chunks, spec.blocks, repr(spec.fingerprint), repr(measurer))
     found = _OPEN.get(key)
+    if found is not None and not _unchanged(found[0], spec):
+        found = None  # changed (or gone) since it was opened: open it again, which checks it
     if found is None:
         for src, _ in _OPEN.values():
             src.close()
         _OPEN.clear()
         found = _OPEN[key] = (spec.open(), replace(measurer, worker=worker))
     return found
+
+
+def _unchanged(source: ChunkSource, spec: InputSpec) -> bool:
+    try:
+        return source.fingerprint() == spec.fingerprint
+    except OSError:
+        return False
 
 
 def check_worker(

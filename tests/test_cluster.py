@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from btune_wrap import cluster
 from btune_wrap.categories import SPLIT_CATEGORIES, Category
 from btune_wrap.cli import main
-from btune_wrap.cluster import InputSpec, connect
-from btune_wrap.errors import InputError
-from btune_wrap.measure import gather, partial_dir
-from btune_wrap.measurements import Measurements
+from btune_wrap.cluster import InputSpec, check_cluster, connect
+from btune_wrap.errors import ConfigError, InputError
+from btune_wrap.measure import ChunkMeasurer, gather, partial_dir
+from btune_wrap.measurements import CHUNK_EXTRA, RESULT_EXTRA, Measurements
 from btune_wrap.objective import TRADEOFFS, best_index, contested, objective_matrix
 from btune_wrap.sources import open_source
 from tests.test_engines_newest import make_data
@@ -85,15 +86,54 @@ def test_a_cluster_gather_gives_the_serial_tables(client, formats, kind, tmp_pat
     assert set(serial.chunks["worker"]) == {socket.gethostname()}
 
 
-def test_an_input_changed_under_the_workers_is_refused(formats, tmp_path):
+def test_an_input_changed_or_missing_on_the_workers_is_refused(client, tmp_path):
     path = tmp_path / "a.b2nd"
     blosc2.asarray(np.arange(20_000), chunks=(2000,), urlpath=str(path), mode="w")
     with open_source(path) as src:
         spec = InputSpec.of(src, None)
-    spec.open().close()
+        measurer = ChunkMeasurer(tuple(FEW), src.typesize)
+    assert set(check_cluster(client, spec, measurer)) == addresses(client)
     os.utime(path, ns=(0, 0))
-    with pytest.raises(InputError, match="differs from the client's"):
-        spec.open()
+    with pytest.raises(InputError, match=r"worker tcp://.*differs from the client's"):
+        check_cluster(client, spec, measurer)
+    path.rename(tmp_path / "elsewhere.b2nd")
+    with pytest.raises(InputError, match=r"worker tcp://.*an existing file"):
+        check_cluster(client, spec, measurer)
+
+
+def test_a_worker_without_a_package_is_named(client, formats, monkeypatch):
+    # Workers lacking btune_wrap are found the same way as one lacking any package here.
+    monkeypatch.setattr(cluster, "SAME_VERSIONS", ("btune_wrap", "no-such-distribution"))
+    with open_source(formats["b2nd"]) as src:
+        spec = InputSpec.of(src, None)
+        measurer = ChunkMeasurer(tuple(FEW), src.typesize)
+    with pytest.raises(ConfigError, match=r"worker tcp://\S+ lacks no-such-distribution"):
+        check_cluster(client, spec, measurer)
+
+
+def test_without_a_cluster_dask_is_not_imported(formats, tmp_path):
+    code = (
+        "import sys\n"
+        "from btune_wrap.measure import gather\n"
+        f"gather({formats['b2nd']!r}, {str(tmp_path / 'x.meas')!r}, repeats=1,"
+        " categories=['lz4-shuffle-nosplit-5'], progress=False)\n"
+        "assert not {'dask', 'distributed'} & set(sys.modules), 'dask imported'\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_directories_without_the_optional_columns_still_load(formats, tmp_path):
+    meas = gather(formats["b2nd"], tmp_path / "new.meas", categories=FEW, repeats=1,
+                  progress=False)  # fmt: skip
+    old = tmp_path / "new.meas"
+    chunks = pd.read_parquet(old / "chunks.parquet").drop(columns=list(CHUNK_EXTRA))
+    chunks.to_parquet(old / "chunks.parquet", index=False)
+    results = pd.read_parquet(old / "results.parquet").drop(columns=list(RESULT_EXTRA))
+    results.to_parquet(old / "results.parquet", index=False)
+    loaded = Measurements.load(old)
+    assert_same_tables(loaded, meas)
+    assert "worker" not in loaded.chunks and "crepeats" not in loaded.results
 
 
 def run_until_checkpoint(cmd: list[str], out: Path) -> None:
