@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import re
 import signal
@@ -245,7 +246,34 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--repeats", type=int, default=3, help="timings per operation, best kept (default: 3)"
     )
+    p.add_argument(
+        "--cheap-repeats",
+        action="store_true",
+        help="time each category once, then repeat (up to --repeats) only the compressions and "
+        "decompressions whose time could still change a label (default: time every category "
+        "--repeats times)",
+    )
     p.add_argument("--nthreads", type=int, default=1, help="codec threads (default: 1)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--cluster",
+        metavar="SPEC",
+        help="measure on Dask workers (pip install 'btune_wrap[cluster]'): 'local[:N]' starts N "
+        "local worker processes (default N: the cores), 'tcp://HOST:PORT' uses a running "
+        "scheduler; every worker must reach PATH at the same path and have the same versions",
+    )
+    where.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="use the running scheduler that 'dask scheduler --scheduler-file FILE' describes",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait this long for the scheduler and a first worker (default: 10)",
+    )
     p.add_argument(
         "--checkpoint-every",
         type=float,
@@ -264,14 +292,26 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_gather(args: argparse.Namespace) -> int:
     from .categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES
-    from .measure import gather
-    from .measurements import summarize
 
     named = {"default": DEFAULT_CATEGORIES, "split": SPLIT_CATEGORIES}
     text = args.categories.strip()
     categories = named.get(text.lower()) or [n for n in text.split(",") if n.strip()]
+    if args.cluster is None and args.scheduler_file is None:
+        cluster = contextlib.nullcontext(None)
+    else:
+        from .cluster import connect
+
+        cluster = connect(args.cluster, args.scheduler_file, timeout=args.connect_timeout)
+    with cluster as client:
+        meas = _run_gather(args, categories, client)
+    return _report_gather(args, meas)
+
+
+def _run_gather(args: argparse.Namespace, categories, client):
+    from .measure import gather
+
     try:
-        meas = gather(
+        return gather(
             args.path,
             args.output,
             categories=categories,
@@ -281,11 +321,13 @@ def _cmd_gather(args: argparse.Namespace) -> int:
             sample=args.sample,
             seed=args.seed,
             repeats=args.repeats,
+            full_repeats=not args.cheap_repeats,
             nthreads=args.nthreads,
             resume=args.resume,
             force=args.force,
             progress=not args.quiet,
             checkpoint_every=args.checkpoint_every,
+            client=client,
         )
     except KeyboardInterrupt:
         print(
@@ -294,6 +336,11 @@ def _cmd_gather(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
+
+
+def _report_gather(args: argparse.Namespace, meas) -> int:
+    from .measurements import summarize
+
     if args.quiet:
         print(meas.path)
         return 0

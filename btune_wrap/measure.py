@@ -10,15 +10,18 @@ Checkpoints make an interrupted gather resumable.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import math
 import os
 import platform
 import shutil
+import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,18 +33,22 @@ from .compressor import ChunkCodec
 from .errors import ConfigError, InputError, invalid
 from .measurements import (
     CHUNK_COLUMNS,
+    CHUNK_EXTRA,
     CHUNKS_FILE,
     MEAS_FORMAT,
     RESULT_COLUMNS,
+    RESULT_EXTRA,
     RESULTS_FILE,
     Measurements,
     is_measurement_dir,
 )
 from .outputs import check_output, check_target
-from .parse import parse_float, parse_int, parse_threads
+from .parse import parse_bool, parse_float, parse_int, parse_threads
 from .runtime import installed_version
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from .sources import ChunkSource
 
 #: Suffix of a measurement directory: ``<input>.meas``.
@@ -50,6 +57,17 @@ MEAS_SUFFIX = ".meas"
 PARTIAL_SUFFIX = ".partial"
 _PARTIAL_META = "gather.json"
 _PART_PREFIX = "part-"
+_PART_WORKERS = "workers.json"
+#: The timing noise the cheaper gather allows for: a category's first timing may be up to this
+#: factor slower than the best of ``repeats`` (see :class:`ChunkMeasurer`).
+NOISE = 1.5
+#: A first timing this many times slower per byte than its category's median over the last
+#: :data:`SPIKE_HISTORY` chunks is taken as preempted and timed again (cheaper gather).
+SPIKE = 10.0
+SPIKE_HISTORY = 32
+#: The columns a gather writes, in order.
+CHUNK_TABLE = CHUNK_COLUMNS | CHUNK_EXTRA
+RESULT_TABLE = RESULT_COLUMNS | RESULT_EXTRA
 
 
 def default_output(source: ChunkSource) -> Path:
@@ -96,21 +114,24 @@ def gather(
     sample: int | None = None,
     seed: int = 0,
     repeats: int = 3,
+    full_repeats: bool = True,
+    noise: float = NOISE,
     nthreads: int = 1,
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
     checkpoint_every: float = 10.0,
+    client: Client | None = None,
 ) -> Measurements:
     """Measure every chunk of an input: the probe features and the cost of every category.
 
     For each selected chunk, in order: its features (:func:`btune_wrap.probe.chunk_features`,
     computed first, as the plugin does when the chunk arrives), then for each category its
-    ``cbytes`` and best ``ctime``/``dtime`` over ``repeats`` (:class:`ChunkCodec`), each
-    decompression checked equal to the chunk. The result is written to ``output`` as a
-    measurement directory (see :class:`Measurements`), never half-written: checkpoints go to
-    :func:`partial_dir` every ``checkpoint_every`` seconds and the directory is renamed into
-    place at the end.
+    ``cbytes`` and best ``ctime``/``dtime`` over up to ``repeats`` timings
+    (:class:`ChunkMeasurer`), each decompression checked equal to the chunk. The result is
+    written to ``output`` as a measurement directory (see :class:`Measurements`), never
+    half-written: checkpoints go to :func:`partial_dir` every ``checkpoint_every`` seconds and
+    the directory is renamed into place at the end.
 
     Parameters
     ----------
@@ -129,6 +150,16 @@ def gather(
         random with ``seed`` (see :func:`select_chunks`). Default: all chunks; seed 0.
     repeats
         Timings per operation; the minimum is kept (default 3).
+    full_repeats
+        Time every category ``repeats`` times (True, default), or (False, the cheaper gather)
+        time each once and repeat only the operations whose time could still change a label
+        (see :class:`ChunkMeasurer`). The ``crepeats``/``drepeats`` columns say how often
+        each was timed. The cheaper gather is not the default: on this project's benchmark
+        (benchmarks/bench_cheap_gather.py, see README) its labels agree with the full
+        gather's less often than two full gathers agree with each other.
+    noise
+        For the cheaper gather: how much slower a first timing may be than the best of
+        ``repeats`` (a factor >= 1; default :data:`NOISE`). Larger repeats more.
     nthreads
         Compression and decompression threads, as at run time (default 1).
     resume
@@ -143,6 +174,11 @@ def gather(
         Show a progress bar with ETA on stderr (default True).
     checkpoint_every
         Seconds between checkpoints (default 10).
+    client
+        A ``distributed.Client``: measure on its cluster's workers (:mod:`btune_wrap.cluster`;
+        each opens the input from its path, which must be reachable there). Checkpoints stay
+        here, so ``resume`` works across serial and cluster runs. Default ``None``: measure in
+        this process.
 
     Returns
     -------
@@ -160,24 +196,28 @@ def gather(
     """
     from .sources import ChunkSource, open_source
 
-    cats = _as_categories(categories)
-    repeats = parse_int("repeats", repeats, 1)
-    nthreads = parse_threads("nthreads", nthreads)
+    settings = _Settings(
+        categories=_as_categories(categories),
+        repeats=parse_int("repeats", repeats, 1),
+        full_repeats=parse_bool("full_repeats", full_repeats),
+        noise=parse_float("noise", noise, 1.0),
+        nthreads=parse_threads("nthreads", nthreads),
+        progress=progress,
+        checkpoint_every=parse_float("checkpoint_every", checkpoint_every, 0.0),
+        client=client,
+    )
     if resume and force:
         raise ConfigError("resume=True and force=True are exclusive: continue, or start over")
-    checkpoint_every = parse_float("checkpoint_every", checkpoint_every, 0.0)
     if isinstance(source, ChunkSource):
         if chunks is not None or blocks is not None:
             raise ConfigError(
                 "chunks/blocks apply to a path; open the source with them instead "
                 "(sources.open_source(path, chunks=..., blocks=...))"
             )
-        return _Gather(source, output, cats, repeats, nthreads, progress, checkpoint_every).run(
-            max_chunks, sample, seed, resume, force
-        )
+        return _Gather(source, output, settings).run(max_chunks, sample, seed, resume, force)
     src = open_source(source, chunks=chunks, blocks=blocks)
     try:
-        return _Gather(src, output, cats, repeats, nthreads, progress, checkpoint_every).run(
+        return _Gather(src, output, settings, (chunks, blocks)).run(
             max_chunks, sample, seed, resume, force
         )
     finally:
@@ -198,6 +238,164 @@ def _as_categories(categories: Iterable[Category | str]) -> tuple[Category, ...]
     return cats
 
 
+@dataclass
+class ChunkMeasurer:
+    """Measures one chunk: its probe features, then every category's cost.
+
+    The one per-chunk rule of the serial and the cluster gather (:mod:`btune_wrap.cluster`).
+
+    Parameters
+    ----------
+    categories
+        The candidates, in order.
+    typesize
+        The source's item size.
+    repeats
+        Timings per operation, best kept (default 3).
+    nthreads
+        Codec threads (default 1).
+    full_repeats
+        True (default): time every category ``repeats`` times. False: time each once, then
+        repeat (``repeats - 1`` more) only the compressions and decompressions of the
+        categories whose time could still change a label at a tradeoff of
+        :data:`btune_wrap.objective.TRADEOFFS` in mode comp or decomp, within ``noise``
+        (:func:`btune_wrap.objective.contested`).
+    noise
+        How much slower a first timing may be than the best of ``repeats`` (default
+        :data:`NOISE`).
+    worker
+        What the chunk rows' ``worker`` column says (default: this host's name).
+    """
+
+    categories: tuple[Category, ...]
+    typesize: int
+    repeats: int = 3
+    nthreads: int = 1
+    full_repeats: bool = True
+    noise: float = NOISE
+    worker: str = field(default_factory=socket.gethostname)
+    _codecs: dict[tuple[int, int], list[ChunkCodec]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _recent: dict[str, collections.deque] = field(default_factory=dict, init=False, repr=False)
+
+    def measure(self, source: ChunkSource, i: int) -> tuple[tuple, list[tuple]]:
+        """Chunk ``i`` of ``source``: its ``chunks.parquet`` row and its ``results.parquet``
+        rows (in the order of :data:`CHUNK_TABLE` and :data:`RESULT_TABLE`)."""
+        from .probe import chunk_features
+
+        buf = source.chunk(i)
+        bs = source.chunk_blocksize(i)
+        # Probe twice, keep the second: right after the previous chunk's many codec runs the
+        # caches are cold and the probe runs ~3x slower than when the plugin (or the Python
+        # engine) probes a chunk, which would skew the speed feature.
+        chunk_features(buf, source.typesize, bs)
+        feats = chunk_features(buf, source.typesize, bs)
+        codecs = self._codecs_for(buf.nbytes, bs)
+        names = [c.name for c in self.categories]
+        if self.full_repeats or self.repeats == 1:
+            r = self.repeats
+            rows = [
+                (i, name, m.cbytes, m.ctime, m.dtime, r, r)
+                for name, m in zip(names, (c.measure(buf, r) for c in codecs), strict=True)
+            ]
+        else:
+            rows = self._measure_contested(i, buf, names, codecs)
+        return (i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed, self.worker), rows
+
+    def _measure_contested(
+        self, i: int, buf: np.ndarray, names: list[str], codecs: list[ChunkCodec]
+    ) -> list[tuple]:
+        from .objective import contested
+
+        first = [c.measure(buf, 1) for c in codecs]
+        cbytes = np.array([m.cbytes for m in first], dtype=np.float64)
+        times = {
+            "comp": np.array([m.ctime for m in first]),
+            "decomp": np.array([m.dtime for m in first]),
+        }
+        timed = {mode: np.ones(len(codecs), dtype=np.int64) for mode in times}
+        more = self.repeats - 1
+        slack = float(np.log(self.noise))
+        # A first timing hit by preemption (a few ms on a loaded machine where the codec
+        # takes tens of us) would make a winner look like a loser: time again any that is
+        # SPIKE times slower per byte than the category's median over the recent chunks.
+        for mode, t in times.items():
+            recent = self._recent.setdefault(mode, collections.deque(maxlen=SPIKE_HISTORY))
+            if len(recent) >= 3:
+                usual = np.median(np.array(recent), axis=0) * buf.nbytes
+                for k in np.flatnonzero(t > SPIKE * usual):
+                    nc, nd = (more, 0) if mode == "comp" else (0, more)
+                    t[k] = min(t[k], codecs[k].time_more(buf, nc, nd)[0 if nc else 1])
+                    timed[mode][k] += more
+        # A first timing is slower than the best of several (cold caches: measured 1.4x
+        # median, the spread between categories within 1.5x for 90% of them), so it gets the
+        # slack and a repeated one none. Repeating some can unsettle others: until stable.
+        while True:
+            again = {
+                mode: contested(
+                    buf.nbytes, cbytes, t, t, mode, np.where(timed[mode] > 1, 0.0, slack)
+                )
+                & (timed[mode] == 1)
+                for mode, t in times.items()
+            }
+            if not (again["comp"].any() or again["decomp"].any()):
+                break
+            for k in np.flatnonzero(again["comp"] | again["decomp"]):
+                nc, nd = more * int(again["comp"][k]), more * int(again["decomp"][k])
+                ct, dt = codecs[k].time_more(buf, nc, nd)
+                times["comp"][k] = min(times["comp"][k], ct)
+                times["decomp"][k] = min(times["decomp"][k], dt)
+                timed["comp"][k] += nc
+                timed["decomp"][k] += nd
+        for mode, t in times.items():
+            self._recent[mode].append(t / buf.nbytes)
+        return [
+            (
+                i,
+                name,
+                m.cbytes,
+                times["comp"][k],
+                times["decomp"][k],
+                timed["comp"][k],
+                timed["decomp"][k],
+            )
+            for k, (name, m) in enumerate(zip(names, first, strict=True))
+        ]
+
+    def _codecs_for(self, nbytes: int, blocksize: int) -> list[ChunkCodec]:
+        key = (nbytes, blocksize)
+        found = self._codecs.get(key)
+        if found is None:
+            ts = self.typesize
+            found = self._codecs[key] = [
+                ChunkCodec(
+                    c.to_cparams(typesize=ts, blocksize=blocksize, nthreads=self.nthreads), nbytes
+                )
+                for c in self.categories
+            ]
+        return found
+
+
+def worker_info() -> dict[str, object]:
+    """What ``meta["workers"]`` records about the process that measures: host, CPU, cores."""
+    return {"host": socket.gethostname(), "cpu": _cpu(), "cpu_count": os.cpu_count()}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The checked options of one gather."""
+
+    categories: tuple[Category, ...]
+    repeats: int
+    full_repeats: bool
+    noise: float
+    nthreads: int
+    progress: bool
+    checkpoint_every: float
+    client: Client | None
+
+
 class _Gather:
     """The state of one gather run."""
 
@@ -205,26 +403,25 @@ class _Gather:
         self,
         source: ChunkSource,
         output: str | os.PathLike[str] | None,
-        categories: tuple[Category, ...],
-        repeats: int,
-        nthreads: int,
-        progress: bool,
-        checkpoint_every: float,
+        settings: _Settings,
+        opened_with: tuple[Sequence[int] | None, Sequence[int] | None] | None = None,
     ) -> None:
         self.source = source
         if output is None and not source.file.name:
             raise ConfigError(invalid("output", None, "a directory (the source has no file)"))
         self.output = Path(output) if output is not None else default_output(source)
         self.work = partial_dir(self.output)
-        self.categories = categories
-        self.names = [c.name for c in categories]
-        self.repeats = repeats
-        self.nthreads = nthreads
-        self.progress = progress
-        self.checkpoint_every = float(checkpoint_every)
-        self.measurers: dict[tuple[int, int], list[ChunkCodec]] = {}
+        self.settings = settings
+        self.opened_with = opened_with
+        self.categories = settings.categories
+        self.names = [c.name for c in settings.categories]
+        self.repeats = settings.repeats
+        self.nthreads = settings.nthreads
+        self.progress = settings.progress
+        self.checkpoint_every = float(settings.checkpoint_every)
         self._pending_chunks: list[tuple] = []
         self._pending_results: list[tuple] = []
+        self._workers: dict[str, dict[str, object]] = {}
         self._nparts = 0
 
     # -- the run ------------------------------------------------------------------------------
@@ -278,13 +475,12 @@ class _Gather:
     def _measure(self, todo: list[int], total: int, done: int) -> None:
         from tqdm import tqdm
 
-        from .probe import chunk_features
-
         src = self.source
+        where = "" if self.settings.client is None else " on a cluster"
         bar = tqdm(
             total=total,
             initial=done,
-            desc=f"gather {src.file.name}",
+            desc=f"gather {src.file.name}{where}",
             unit="chunk",
             file=sys.stderr,
             disable=not self.progress,
@@ -293,23 +489,12 @@ class _Gather:
         )
         clock = time.perf_counter
         last_flush = clock()
-        repeats = self.repeats
-        names = self.names
         pending_c, pending_r = self._pending_chunks, self._pending_results
         try:
-            for i in todo:
-                buf = src.chunk(i)
-                # Probe twice, keep the second: right after the previous chunk's many codec
-                # runs the caches are cold and the probe runs ~3x slower than when the plugin
-                # (or the Python engine) probes a chunk, which would skew the speed feature.
-                chunk_features(buf, src.typesize, src.chunk_blocksize(i))
-                feats = chunk_features(buf, src.typesize, src.chunk_blocksize(i))
-                rows = []
-                for name, measurer in zip(names, self._measurers(i, buf.nbytes), strict=True):
-                    m = measurer.measure(buf, repeats)
-                    rows.append((i, name, m.cbytes, m.ctime, m.dtime))
+            for chunk_row, rows, worker in self._measured(todo):
+                self._workers.setdefault(str(chunk_row[-1]), worker)
                 pending_r.extend(rows)
-                pending_c.append((i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed))
+                pending_c.append(chunk_row)
                 bar.update(1)
                 if clock() - last_flush >= self.checkpoint_every:
                     self._flush()
@@ -319,17 +504,27 @@ class _Gather:
             self._flush()
             bar.close()
 
-    def _measurers(self, i: int, nbytes: int) -> list[ChunkCodec]:
-        bs = self.source.chunk_blocksize(i)
-        key = (nbytes, bs)
-        found = self.measurers.get(key)
-        if found is None:
-            ts = self.source.typesize
-            found = self.measurers[key] = [
-                ChunkCodec(c.to_cparams(typesize=ts, blocksize=bs, nthreads=self.nthreads), nbytes)
-                for c in self.categories
-            ]
-        return found
+    def _measured(self, todo: list[int]) -> Iterator[tuple[tuple, list[tuple], dict]]:
+        """Each chunk's rows and who measured it, here or on the cluster, as they come."""
+        measurer = ChunkMeasurer(
+            self.categories,
+            self.source.typesize,
+            repeats=self.repeats,
+            nthreads=self.nthreads,
+            full_repeats=self.settings.full_repeats,
+            noise=self.settings.noise,
+        )
+        if self.settings.client is None:
+            info = worker_info()
+            for i in todo:
+                chunk_row, rows = measurer.measure(self.source, i)
+                yield chunk_row, rows, info
+            return
+        from .cluster import measure_on_cluster
+
+        yield from measure_on_cluster(
+            self.settings.client, self.source, self.opened_with, measurer, todo
+        )
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -371,6 +566,8 @@ class _Gather:
             "categories": self.names,
             "selection": selection,
             "repeats": self.repeats,
+            "full_repeats": self.settings.full_repeats,
+            "noise": None if self.settings.full_repeats else self.settings.noise,
             "nthreads": self.nthreads,
         }
 
@@ -409,6 +606,8 @@ class _Gather:
             "categories": options["categories"],
             "selection": options["selection"],
             "repeats": options["repeats"],
+            "full_repeats": options["full_repeats"],
+            "noise": options["noise"],
             "nthreads": options["nthreads"],
         }
         theirs = {
@@ -418,6 +617,9 @@ class _Gather:
             "categories": meta.get("categories"),
             "selection": meas.chunks["chunk"].tolist(),
             "repeats": meta.get("repeats"),
+            # Gathers before the cheaper one timed every category ``repeats`` times.
+            "full_repeats": meta.get("full_repeats", True),
+            "noise": meta.get("noise"),
             "nthreads": meta.get("nthreads"),
         }
         differ = sorted(k for k in mine if mine[k] != theirs[k])
@@ -438,11 +640,12 @@ class _Gather:
             return
         import pandas as pd
 
-        chunks = pd.DataFrame(self._pending_chunks, columns=list(CHUNK_COLUMNS))
-        results = pd.DataFrame(self._pending_results, columns=list(RESULT_COLUMNS))
+        chunks = pd.DataFrame(self._pending_chunks, columns=list(CHUNK_TABLE))
+        results = pd.DataFrame(self._pending_results, columns=list(RESULT_TABLE))
         with atomic_dir(self.work / f"{_PART_PREFIX}{self._nparts:06d}") as tmp:
-            chunks.astype(CHUNK_COLUMNS).to_parquet(tmp / CHUNKS_FILE, index=False)
-            results.astype(RESULT_COLUMNS).to_parquet(tmp / RESULTS_FILE, index=False)
+            chunks.astype(CHUNK_TABLE).to_parquet(tmp / CHUNKS_FILE, index=False)
+            results.astype(RESULT_TABLE).to_parquet(tmp / RESULTS_FILE, index=False)
+            (tmp / _PART_WORKERS).write_text(json.dumps(self._workers, indent=1))
         self._nparts += 1
         self._pending_chunks.clear()
         self._pending_results.clear()
@@ -453,10 +656,16 @@ class _Gather:
         parts = self._parts()
         chunks = pd.concat(
             [pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True
-        ).astype(CHUNK_COLUMNS)
+        ).astype(CHUNK_TABLE)
         results = pd.concat(
             [pd.read_parquet(p / RESULTS_FILE) for p in parts], ignore_index=True
-        ).astype(RESULT_COLUMNS)
+        ).astype(RESULT_TABLE)
+        known: dict[str, dict[str, object]] = {}
+        for p in parts:
+            if (p / _PART_WORKERS).is_file():
+                known.update(json.loads((p / _PART_WORKERS).read_text()))
+        known.update(self._workers)
+        workers = {w: known.get(w, {}) for w in sorted(set(chunks["worker"]))}
         if sorted(chunks["chunk"].tolist()) != selection:
             raise InputError(
                 f"checkpoint {str(self.work)!r} does not hold exactly the selected chunks: "
@@ -469,7 +678,9 @@ class _Gather:
             .sort_values(["chunk", "_k"], ignore_index=True)
             .drop(columns="_k")
         )
-        return Measurements(self._meta(len(selection), resumed, elapsed), chunks, results)
+        meta = self._meta(len(selection), resumed, elapsed)
+        meta["workers"] = workers
+        return Measurements(meta, chunks, results)
 
     def _meta(self, measured: int, resumed: int, elapsed: float) -> dict[str, object]:
         from .probe import zeros_speed
@@ -491,6 +702,8 @@ class _Gather:
             "measured_chunks": measured,
             "categories": self.names,
             "repeats": self.repeats,
+            "full_repeats": self.settings.full_repeats,
+            "noise": None if self.settings.full_repeats else self.settings.noise,
             "nthreads": self.nthreads,
             "zeros_speed": zeros_speed(src.chunk_nbytes),
             "resumed_chunks": resumed,

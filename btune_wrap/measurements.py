@@ -3,7 +3,9 @@
 A measurement directory ``<input>.meas/`` (see ARCHITECTURE.md) holds ``meta.json``,
 ``chunks.parquet`` (one row per chunk: ``chunk``, ``nbytes``, ``cratio_feature``,
 ``speed_feature``, ``probe_time``) and ``results.parquet`` (one row per (chunk, category):
-``chunk``, ``category``, ``cbytes``, ``ctime``, ``dtime``). :class:`Measurements` is its
+``chunk``, ``category``, ``cbytes``, ``ctime``, ``dtime``), plus the optional columns
+:data:`CHUNK_EXTRA` (who measured the chunk) and :data:`RESULT_EXTRA` (how often each time was
+taken) that gathers since then write and older directories lack. :class:`Measurements` is its
 in-memory form, checked on construction (columns, types, ranges, finite values,
 completeness); training and evaluation read nothing else. :func:`btune_wrap.measure.gather`
 makes such directories.
@@ -47,6 +49,13 @@ RESULT_COLUMNS = {
     "ctime": "float64",
     "dtime": "float64",
 }
+#: Optional columns (format 1 directories made before them lack them): ``worker``, the key in
+#: ``meta["workers"]`` of the process that measured the chunk (its host name for a serial
+#: gather, the Dask worker's address on a cluster).
+CHUNK_EXTRA = {"worker": "string"}
+#: Optional columns: ``crepeats``/``drepeats``, how many compressions/decompressions were
+#: timed for the row (``ctime``/``dtime`` is the best of them).
+RESULT_EXTRA = {"crepeats": "int64", "drepeats": "int64"}
 _META_KEYS = ("format", "source", "categories", "nchunks", "measured_chunks")
 
 
@@ -60,9 +69,11 @@ class Measurements:
         ``meta.json`` as a dict (see ARCHITECTURE.md); ``meta["categories"]`` lists the
         category names in order.
     chunks
-        One row per measured chunk, sorted by ``chunk`` (columns :data:`CHUNK_COLUMNS`).
+        One row per measured chunk, sorted by ``chunk`` (columns :data:`CHUNK_COLUMNS`, and
+        :data:`CHUNK_EXTRA` if present).
     results
-        One row per (chunk, category) (columns :data:`RESULT_COLUMNS`).
+        One row per (chunk, category) (columns :data:`RESULT_COLUMNS`, and
+        :data:`RESULT_EXTRA` if present).
     path
         The directory it was loaded from, if any.
     """
@@ -117,11 +128,12 @@ class Measurements:
         :class:`InputError` naming the file, the column and what was expected."""
         where = f"measurements {self.name!r}"
         self._cats = _check_meta(self.meta, where)
-        for frame, cols, label in (
-            (self.chunks, CHUNK_COLUMNS, CHUNKS_FILE),
-            (self.results, RESULT_COLUMNS, RESULTS_FILE),
+        for frame, cols, extra, label in (
+            (self.chunks, CHUNK_COLUMNS, CHUNK_EXTRA, CHUNKS_FILE),
+            (self.results, RESULT_COLUMNS, RESULT_EXTRA, RESULTS_FILE),
         ):
             _check_table(frame, cols, f"{where}: {label}")
+            _check_table(frame, column_types(frame, {}, extra), f"{where}: {label}")
         if self.chunks["chunk"].duplicated().any():
             raise InputError(f"{where}: {CHUNKS_FILE} lists a chunk twice")
         self.chunks = self.chunks.sort_values("chunk", ignore_index=True)
@@ -175,10 +187,21 @@ class Measurements:
         path = Path(path)
         with atomic_dir(path) as tmp:
             (tmp / META_FILE).write_text(json.dumps(self.meta, indent=1) + "\n")
-            self.chunks.astype(CHUNK_COLUMNS).to_parquet(tmp / CHUNKS_FILE, index=False)
-            self.results.astype(RESULT_COLUMNS).to_parquet(tmp / RESULTS_FILE, index=False)
+            self.chunks.astype(column_types(self.chunks, CHUNK_COLUMNS, CHUNK_EXTRA)).to_parquet(
+                tmp / CHUNKS_FILE, index=False
+            )
+            self.results.astype(
+                column_types(self.results, RESULT_COLUMNS, RESULT_EXTRA)
+            ).to_parquet(tmp / RESULTS_FILE, index=False)
         self.path = path
         return path
+
+
+def column_types(
+    frame: pd.DataFrame, required: dict[str, str], extra: dict[str, str]
+) -> dict[str, str]:
+    """The types of the columns ``frame`` holds: the required ones and the optional present."""
+    return required | {c: t for c, t in extra.items() if c in frame.columns}
 
 
 #: What each column may hold: (integer only, lowest value, lowest value excluded).
@@ -191,6 +214,8 @@ _COLUMN_RANGES: dict[str, tuple[bool, float, bool]] = {
     "cbytes": (True, 1, False),
     "ctime": (False, 0, False),
     "dtime": (False, 0, False),
+    "crepeats": (True, 1, False),
+    "drepeats": (True, 1, False),
 }
 
 

@@ -167,3 +167,73 @@ def totals(nbytes, cbytes, ctime, dtime) -> tuple[np.ndarray, np.ndarray, np.nda
         total / seconds(np.sum(ctime, axis=0), None, PerfMode.COMP),
         total / seconds(None, np.sum(dtime, axis=0), PerfMode.DECOMP),
     )
+
+
+def contested(
+    nbytes: float,
+    cbytes,
+    ctime,
+    dtime,
+    mode: str | PerfMode,
+    slack,
+    tradeoffs: Sequence[float] | None = TRADEOFFS,
+) -> np.ndarray:
+    """Which categories of one chunk could still change its label if timed again.
+
+    A category *could be best* at tradeoff ``t`` if, with its time that counts in ``mode``
+    shorter by a factor ``exp(slack)`` (the timing noise: the best of more timings can be that
+    much faster), its ``J`` would reach the best measured ``J`` at ``t``; that is, if it lies
+    within the noise of the upper hull of ``log(cratio)`` vs ``log(speed)`` there. A category is
+    *contested* if it could be best at some tradeoff where at least one other one could too:
+    more timings of it might change a label. Where a single category could be best, its label
+    is settled however often it is timed.
+
+    Parameters
+    ----------
+    nbytes
+        The chunk's uncompressed bytes.
+    cbytes, ctime, dtime
+        Per category, shape ``(ncategories,)`` (``dtime`` may be ``None`` in COMP mode).
+    mode
+        ``"comp"``, ``"decomp"`` or ``"balanced"`` (:func:`cost_mode`).
+    slack
+        The noise, as a log factor on the time (>= 0; 0 asks for exact ties only): one for
+        all categories, or one per category (shape ``(ncategories,)``, e.g. 0 for those
+        already timed often enough).
+    tradeoffs
+        The tradeoffs that count (default :data:`TRADEOFFS`, where labels are made); ``None``
+        for the whole interval [0, 1] (checked exactly, at its ends and at every tradeoff
+        where a shifted category's ``J`` crosses another's).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, shape ``(ncategories,)``.
+    """
+    ratio_j = chunk_objective(nbytes, cbytes, ctime, dtime, mode, 1.0)  # log(cratio)
+    speed_j = chunk_objective(nbytes, cbytes, ctime, dtime, mode, 0.0)  # log(speed)
+    try:
+        slack = np.broadcast_to(np.asarray(slack, dtype=np.float64), speed_j.shape)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            invalid("slack", slack, "numbers >= 0, one or one per category")
+        ) from None
+    if not (np.isfinite(slack).all() and (slack >= 0).all()):
+        raise ConfigError(invalid("slack", slack.tolist(), "finite numbers >= 0"))
+    if tradeoffs is None:
+        # J_c(t) + (1 - t) * slack == J_d(t), for every (c shifted, d) pair.
+        shifted = speed_j + slack
+        num = speed_j[None, :] - shifted[:, None]
+        den = (ratio_j[:, None] - shifted[:, None]) - (ratio_j[None, :] - speed_j[None, :])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = num / den
+        cross = cross[np.isfinite(cross) & (cross > 0) & (cross < 1)]
+        t = np.concatenate(([0.0, 1.0], cross))
+    else:
+        t = np.asarray(tradeoffs, dtype=np.float64)
+    j = objective(np.exp(ratio_j)[None, :], np.exp(speed_j)[None, :], t[:, None])
+    best = j.max(axis=1, keepdims=True)
+    # A relative tolerance keeps a category from losing to itself through rounding.
+    could = j + (1.0 - t[:, None]) * slack[None, :] >= best - 1e-12 * np.abs(best)
+    shared = could.sum(axis=1) >= 2
+    return could[shared].any(axis=0)
