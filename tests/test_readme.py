@@ -53,6 +53,10 @@ SMALLER = {
 
 #: First line of a block -> why the suite does not run it.
 NOT_RUN = {
+    ".venv/bin/dask scheduler --host 127.0.0.1 --scheduler-file sched.json &": (
+        "starts a scheduler and two workers that stay up in the background; tests/test_cluster.py "
+        "runs the same gather on a real LocalCluster"
+    ),
     "make demo   # creates .venv with the pinned versions, runs the main job on built-in data": (
         "make demo takes minutes (tests/test_demo.py runs the demo) and make test is this suite"
     ),
