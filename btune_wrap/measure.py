@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import collections
 import datetime
-import json
 import math
 import os
 import platform
-import shutil
 import socket
 import sys
 import time
@@ -27,18 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import atomic_dir
 from .categories import DEFAULT_CATEGORIES, Category, parse_categories
+from .checkpoint import Checkpoint, remove_tree
 from .compressor import ChunkCodec
 from .errors import ConfigError, InputError, invalid
 from .measurements import (
-    CHUNK_COLUMNS,
-    CHUNK_EXTRA,
-    CHUNKS_FILE,
     MEAS_FORMAT,
-    RESULT_COLUMNS,
-    RESULT_EXTRA,
-    RESULTS_FILE,
     Measurements,
     is_measurement_dir,
 )
@@ -55,9 +47,6 @@ if TYPE_CHECKING:
 MEAS_SUFFIX = ".meas"
 #: The checkpoint of an unfinished gather: ``.<output name>.partial`` next to the output.
 PARTIAL_SUFFIX = ".partial"
-_PARTIAL_META = "gather.json"
-_PART_PREFIX = "part-"
-_PART_WORKERS = "workers.json"
 #: The timing noise the cheaper gather allows for: a category's first timing may be up to this
 #: factor slower than the best of ``repeats`` (see :class:`ChunkMeasurer`).
 NOISE = 1.5
@@ -65,9 +54,6 @@ NOISE = 1.5
 #: :data:`SPIKE_HISTORY` chunks is taken as preempted and timed again (cheaper gather).
 SPIKE = 10.0
 SPIKE_HISTORY = 32
-#: The columns a gather writes, in order.
-CHUNK_TABLE = CHUNK_COLUMNS | CHUNK_EXTRA
-RESULT_TABLE = RESULT_COLUMNS | RESULT_EXTRA
 
 
 def default_output(source: ChunkSource) -> Path:
@@ -281,7 +267,7 @@ class ChunkMeasurer:
 
     def measure(self, source: ChunkSource, i: int) -> tuple[tuple, list[tuple]]:
         """Chunk ``i`` of ``source``: its ``chunks.parquet`` row and its ``results.parquet``
-        rows (in the order of :data:`CHUNK_TABLE` and :data:`RESULT_TABLE`)."""
+        rows (in the order of :data:`btune_wrap.checkpoint.CHUNK_TABLE` and ``RESULT_TABLE``)."""
         from .probe import chunk_features
 
         buf = source.chunk(i)
@@ -419,10 +405,7 @@ class _Gather:
         self.nthreads = settings.nthreads
         self.progress = settings.progress
         self.checkpoint_every = float(settings.checkpoint_every)
-        self._pending_chunks: list[tuple] = []
-        self._pending_results: list[tuple] = []
-        self._workers: dict[str, dict[str, object]] = {}
-        self._nparts = 0
+        self.checkpoint = Checkpoint(self.work, self.names)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -432,44 +415,26 @@ class _Gather:
         t_start = time.perf_counter()
         src = self.source
         selection = select_chunks(src.nchunks, max_chunks, sample, seed)
-        options = self._options(selection)
-        where = str(self.output)
-        inputs = [src.file]
-        check_target(self.work, inputs, name="output")
-        try:
-            check_output(self.output, inputs, force=force, owned=is_measurement_dir)
-        except InputError:
-            if not (resume and is_measurement_dir(self.output)):
-                if self.output.exists() and not force and is_measurement_dir(self.output):
-                    raise InputError(
-                        f"output {where!r} exists: pass force=True (--force) to replace it, "
-                        "or resume=True (--resume) to continue or reuse it"
-                    ) from None
-                raise
-        if self.work.exists() and not self.work.is_dir():
-            raise InputError(invalid("checkpoint", str(self.work), "a directory (a file is there)"))
-        if self.work.is_dir() and not (force or resume):
-            raise InputError(
-                f"an interrupted gather into {where!r} left its checkpoint {str(self.work)!r}: "
-                "pass resume=True (--resume) to continue it, or force=True (--force) to start over"
-            )
+        options = _options(src, self.settings, selection)
+        _check_outputs(self.output, self.work, src.file, resume=resume, force=force)
         if resume and not self.work.is_dir() and self.output.is_dir():
-            return self._reuse_complete(options)
-        self._preflight(selection)
+            return _reuse_complete(self.output, options)
+        _preflight(src, selection)
 
         done: set[int] = set()
         if resume and self.work.is_dir():
-            done = self._load_checkpoint(options)
+            done = self.checkpoint.resume(options, self.output)
         else:
-            _remove_tree(self.work)
-            with atomic_dir(self.work) as tmp:
-                (tmp / _PARTIAL_META).write_text(json.dumps({"options": options}, indent=1))
+            self.checkpoint.start(options)
         todo = [i for i in selection if i not in done]
         self._measure(todo, len(selection), len(done))
-        meas = self._assemble(selection, len(done), time.perf_counter() - t_start)
+        chunks, results, workers = self.checkpoint.assemble(selection)
+        meta = _meta(src, self.settings, len(selection), len(done), time.perf_counter() - t_start)
+        meta["workers"] = workers
+        meas = Measurements(meta, chunks, results)
         meas.meta["selection"] = {"max_chunks": max_chunks, "sample": sample, "seed": seed}
         meas.save(self.output)
-        _remove_tree(self.work)
+        remove_tree(self.work)
         return meas
 
     def _measure(self, todo: list[int], total: int, done: int) -> None:
@@ -489,19 +454,16 @@ class _Gather:
         )
         clock = time.perf_counter
         last_flush = clock()
-        pending_c, pending_r = self._pending_chunks, self._pending_results
         try:
             for chunk_row, rows, worker in self._measured(todo):
-                self._workers.setdefault(str(chunk_row[-1]), worker)
-                pending_r.extend(rows)
-                pending_c.append(chunk_row)
+                self.checkpoint.add(chunk_row, rows, worker)
                 bar.update(1)
                 if clock() - last_flush >= self.checkpoint_every:
-                    self._flush()
+                    self.checkpoint.flush()
                     last_flush = clock()
         finally:
             # Keep what was measured (also on Ctrl-C or an error), so --resume goes on from here.
-            self._flush()
+            self.checkpoint.flush()
             bar.close()
 
     def _measured(self, todo: list[int]) -> Iterator[tuple[tuple, list[tuple], dict]]:
@@ -526,246 +488,145 @@ class _Gather:
             self.settings.client, self.source, self.opened_with, measurer, todo
         )
 
-    # -- checks ------------------------------------------------------------------------------
 
-    def _preflight(self, selection: list[int]) -> None:
-        """Probe the first selected chunk (and a last one of another size) before writing."""
-        from .probe import chunk_features
-
-        src = self.source
-        first = selection[0]
-        checks = [first]
-        last = selection[-1]
-        if last != first and src.chunk(last).nbytes != src.chunk(first).nbytes:
-            checks.append(last)
-        for i in checks:
-            buf = src.chunk(i)
-            try:
-                chunk_features(buf, src.typesize, src.chunk_blocksize(i))
-            except InputError as exc:
-                total = math.prod(src.shape) * src.dtype.itemsize
-                advice = (
-                    "Use larger --chunks/--blocks"
-                    + (" or leave the chunk out with --max-chunks" if i == last != first else "")
-                    if total > buf.nbytes
-                    else f"The whole input holds {total} bytes: gather a larger array"
-                )
-                raise InputError(
-                    f"{src.name}: chunk {i} ({buf.nbytes} bytes, blocksize "
-                    f"{src.chunk_blocksize(i)}, typesize {src.typesize}) cannot be probed as "
-                    f"the plugin does: {exc}. {advice}"
-                ) from None
-
-    def _options(self, selection: list[int]) -> dict[str, object]:
-        src = self.source
-        return {
-            "format": MEAS_FORMAT,
-            "input": src.fingerprint(),
-            "chunks": list(src.chunks),
-            "blocks": list(src.blocks),
-            "categories": self.names,
-            "selection": selection,
-            "repeats": self.repeats,
-            "full_repeats": self.settings.full_repeats,
-            "noise": None if self.settings.full_repeats else self.settings.noise,
-            "nthreads": self.nthreads,
-        }
-
-    def _load_checkpoint(self, options: dict[str, object]) -> set[int]:
-        try:
-            saved = json.loads((self.work / _PARTIAL_META).read_text())["options"]
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise InputError(
-                f"checkpoint {str(self.work)!r} cannot be read ({exc}): remove it, or start "
-                "over with --force"
-            ) from None
-        differ = sorted(k for k in set(options) | set(saved) if options.get(k) != saved.get(k))
-        if differ:
-            raise InputError(
-                f"cannot resume into {str(self.output)!r}: the interrupted gather was made with "
-                f"other {', '.join(differ)} ({_show_differences(differ, saved, options)}); use "
-                "the same options, or start over with --force"
-            )
-        for stale in self.work.glob(f".{_PART_PREFIX}*"):
-            _remove_tree(stale)
-        done: set[int] = set()
-        parts = self._parts()
-        for part in parts:
-            done.update(_part_chunks(part))
-        self._nparts = len(parts)
-        return done
-
-    def _reuse_complete(self, options: dict[str, object]) -> Measurements:
-        """``resume`` with a complete output and no checkpoint: return it if it matches."""
-        meas = Measurements.load(self.output)
-        meta = meas.meta
-        mine = {
-            "input": options["input"],
-            "chunks": options["chunks"],
-            "blocks": options["blocks"],
-            "categories": options["categories"],
-            "selection": options["selection"],
-            "repeats": options["repeats"],
-            "full_repeats": options["full_repeats"],
-            "noise": options["noise"],
-            "nthreads": options["nthreads"],
-        }
-        theirs = {
-            "input": meta.get("input"),
-            "chunks": meta.get("chunks"),
-            "blocks": meta.get("blocks"),
-            "categories": meta.get("categories"),
-            "selection": meas.chunks["chunk"].tolist(),
-            "repeats": meta.get("repeats"),
-            # Gathers before the cheaper one timed every category ``repeats`` times.
-            "full_repeats": meta.get("full_repeats", True),
-            "noise": meta.get("noise"),
-            "nthreads": meta.get("nthreads"),
-        }
-        differ = sorted(k for k in mine if mine[k] != theirs[k])
-        if differ:
-            raise InputError(
-                f"cannot resume into {str(self.output)!r}: it is complete and was made with "
-                f"other {', '.join(differ)}; use --force to measure again"
-            )
-        return meas
-
-    # -- files -------------------------------------------------------------------------------
-
-    def _parts(self) -> list[Path]:
-        return sorted(p for p in self.work.glob(f"{_PART_PREFIX}*") if p.is_dir())
-
-    def _flush(self) -> None:
-        if not self._pending_chunks:
-            return
-        import pandas as pd
-
-        chunks = pd.DataFrame(self._pending_chunks, columns=list(CHUNK_TABLE))
-        results = pd.DataFrame(self._pending_results, columns=list(RESULT_TABLE))
-        with atomic_dir(self.work / f"{_PART_PREFIX}{self._nparts:06d}") as tmp:
-            chunks.astype(CHUNK_TABLE).to_parquet(tmp / CHUNKS_FILE, index=False)
-            results.astype(RESULT_TABLE).to_parquet(tmp / RESULTS_FILE, index=False)
-            (tmp / _PART_WORKERS).write_text(json.dumps(self._workers, indent=1))
-        self._nparts += 1
-        self._pending_chunks.clear()
-        self._pending_results.clear()
-
-    def _assemble(self, selection: list[int], resumed: int, elapsed: float) -> Measurements:
-        import pandas as pd
-
-        parts = self._parts()
-        chunks = pd.concat(
-            [pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True
-        ).astype(CHUNK_TABLE)
-        results = pd.concat(
-            [pd.read_parquet(p / RESULTS_FILE) for p in parts], ignore_index=True
-        ).astype(RESULT_TABLE)
-        known: dict[str, dict[str, object]] = {}
-        for p in parts:
-            if (p / _PART_WORKERS).is_file():
-                known.update(json.loads((p / _PART_WORKERS).read_text()))
-        known.update(self._workers)
-        workers = {w: known.get(w, {}) for w in sorted(set(chunks["worker"]))}
-        if sorted(chunks["chunk"].tolist()) != selection:
-            raise InputError(
-                f"checkpoint {str(self.work)!r} does not hold exactly the selected chunks: "
-                "start over with --force"
-            )
-        chunks = chunks.sort_values("chunk", ignore_index=True)
-        order = {name: k for k, name in enumerate(self.names)}
-        results = (
-            results.assign(_k=results["category"].map(order))
-            .sort_values(["chunk", "_k"], ignore_index=True)
-            .drop(columns="_k")
-        )
-        meta = self._meta(len(selection), resumed, elapsed)
-        meta["workers"] = workers
-        return Measurements(meta, chunks, results)
-
-    def _meta(self, measured: int, resumed: int, elapsed: float) -> dict[str, object]:
-        from .probe import zeros_speed
-
-        src = self.source
-        return {
-            "format": MEAS_FORMAT,
-            "source": src.name,
-            "kind": src.kind.value,
-            "input": src.fingerprint(),
-            "dtype": str(src.dtype),
-            "shape": list(src.shape),
-            "chunks": list(src.chunks),
-            "blocks": list(src.blocks),
-            "typesize": src.typesize,
-            "blocksize": src.blocksize,
-            "chunk_nbytes": src.chunk_nbytes,
-            "nchunks": src.nchunks,
-            "measured_chunks": measured,
-            "categories": self.names,
-            "repeats": self.repeats,
-            "full_repeats": self.settings.full_repeats,
-            "noise": None if self.settings.full_repeats else self.settings.noise,
-            "nthreads": self.nthreads,
-            "zeros_speed": zeros_speed(src.chunk_nbytes),
-            "resumed_chunks": resumed,
-            "elapsed": round(elapsed, 3),
-            "versions": _versions(),
-            "cpu": _cpu(),
-            "cpu_count": os.cpu_count(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-
-
-def _part_chunks(part: Path) -> list[int]:
-    """The chunk ids a checkpoint part holds, both of its tables read and checked first."""
-    import pandas as pd
-
+def _check_outputs(output: Path, work: Path, source: Path, *, resume: bool, force: bool) -> None:
+    """The gather's output and checkpoint may be written (:mod:`btune_wrap.outputs`): not the
+    input, not a directory we did not make, replaced or continued only when asked."""
+    where = str(output)
+    inputs = [source]
+    check_target(work, inputs, name="output")
     try:
-        ids = pd.read_parquet(part / CHUNKS_FILE, columns=["chunk"])["chunk"]
-        results = pd.read_parquet(part / RESULTS_FILE, columns=["chunk"])["chunk"]
-    except (OSError, ValueError) as exc:
+        check_output(output, inputs, force=force, owned=is_measurement_dir)
+    except InputError:
+        if not (resume and is_measurement_dir(output)):
+            if output.exists() and not force and is_measurement_dir(output):
+                raise InputError(
+                    f"output {where!r} exists: pass force=True (--force) to replace it, "
+                    "or resume=True (--resume) to continue or reuse it"
+                ) from None
+            raise
+    if work.exists() and not work.is_dir():
+        raise InputError(invalid("checkpoint", str(work), "a directory (a file is there)"))
+    if work.is_dir() and not (force or resume):
         raise InputError(
-            f"checkpoint part {str(part)!r} is damaged ({type(exc).__name__}: {exc}): delete "
-            "that directory to measure its chunks again with --resume, or start over with --force"
-        ) from None
-    if set(results.tolist()) != set(ids.tolist()):
+            f"an interrupted gather into {where!r} left its checkpoint {str(work)!r}: "
+            "pass resume=True (--resume) to continue it, or force=True (--force) to start over"
+        )
+
+
+def _preflight(src: ChunkSource, selection: list[int]) -> None:
+    """Probe the first selected chunk (and a last one of another size) before writing."""
+    from .probe import chunk_features
+
+    first = selection[0]
+    checks = [first]
+    last = selection[-1]
+    if last != first and src.chunk(last).nbytes != src.chunk(first).nbytes:
+        checks.append(last)
+    for i in checks:
+        buf = src.chunk(i)
+        try:
+            chunk_features(buf, src.typesize, src.chunk_blocksize(i))
+        except InputError as exc:
+            total = math.prod(src.shape) * src.dtype.itemsize
+            advice = (
+                "Use larger --chunks/--blocks"
+                + (" or leave the chunk out with --max-chunks" if i == last != first else "")
+                if total > buf.nbytes
+                else f"The whole input holds {total} bytes: gather a larger array"
+            )
+            raise InputError(
+                f"{src.name}: chunk {i} ({buf.nbytes} bytes, blocksize "
+                f"{src.chunk_blocksize(i)}, typesize {src.typesize}) cannot be probed as "
+                f"the plugin does: {exc}. {advice}"
+            ) from None
+
+
+def _options(src: ChunkSource, settings: _Settings, selection: list[int]) -> dict[str, object]:
+    """What a resumed gather must share with the interrupted one."""
+    return {
+        "format": MEAS_FORMAT,
+        "input": src.fingerprint(),
+        "chunks": list(src.chunks),
+        "blocks": list(src.blocks),
+        "categories": [c.name for c in settings.categories],
+        "selection": selection,
+        "repeats": settings.repeats,
+        "full_repeats": settings.full_repeats,
+        "noise": None if settings.full_repeats else settings.noise,
+        "nthreads": settings.nthreads,
+    }
+
+
+def _reuse_complete(output: Path, options: dict[str, object]) -> Measurements:
+    """``resume`` with a complete output and no checkpoint: return it if it matches."""
+    meas = Measurements.load(output)
+    meta = meas.meta
+    mine = {
+        "input": options["input"],
+        "chunks": options["chunks"],
+        "blocks": options["blocks"],
+        "categories": options["categories"],
+        "selection": options["selection"],
+        "repeats": options["repeats"],
+        "full_repeats": options["full_repeats"],
+        "noise": options["noise"],
+        "nthreads": options["nthreads"],
+    }
+    theirs = {
+        "input": meta.get("input"),
+        "chunks": meta.get("chunks"),
+        "blocks": meta.get("blocks"),
+        "categories": meta.get("categories"),
+        "selection": meas.chunks["chunk"].tolist(),
+        "repeats": meta.get("repeats"),
+        # Gathers before the cheaper one timed every category ``repeats`` times.
+        "full_repeats": meta.get("full_repeats", True),
+        "noise": meta.get("noise"),
+        "nthreads": meta.get("nthreads"),
+    }
+    differ = sorted(k for k in mine if mine[k] != theirs[k])
+    if differ:
         raise InputError(
-            f"checkpoint part {str(part)!r} is damaged (its two tables name other chunks): "
-            "delete that directory to measure its chunks again with --resume, or start over "
-            "with --force"
+            f"cannot resume into {str(output)!r}: it is complete and was made with "
+            f"other {', '.join(differ)}; use --force to measure again"
         )
-    return [int(i) for i in ids]
+    return meas
 
 
-def _show_differences(keys: list[str], saved: dict, now: dict) -> str:
-    return "; ".join(f"{k}: {_difference(saved.get(k), now.get(k))}" for k in keys)
+def _meta(
+    src: ChunkSource, settings: _Settings, measured: int, resumed: int, elapsed: float
+) -> dict[str, object]:
+    """``meta.json`` of a gather (see ARCHITECTURE.md)."""
+    from .probe import zeros_speed
 
-
-def _difference(was: object, now: object) -> str:
-    """Where two option values differ, said briefly (the first differing key or item)."""
-
-    def short(v: object) -> str:
-        text = json.dumps(v)
-        return text if len(text) <= 40 else text[:37] + "..."
-
-    if isinstance(was, dict) and isinstance(now, dict):
-        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-        return ", ".join(f"{k} was {short(was.get(k))}, now {short(now.get(k))}" for k in keys)
-    if isinstance(was, list) and isinstance(now, list):
-        first = next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), None)
-        if first is None:
-            return f"{len(was)} items before, {len(now)} now"
-        return (
-            f"item {first} was {short(was[first])}, now {short(now[first])} "
-            f"({len(was)} items before, {len(now)} now)"
-        )
-    return f"was {short(was)}, now {short(now)}"
-
-
-def _remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    return {
+        "format": MEAS_FORMAT,
+        "source": src.name,
+        "kind": src.kind.value,
+        "input": src.fingerprint(),
+        "dtype": str(src.dtype),
+        "shape": list(src.shape),
+        "chunks": list(src.chunks),
+        "blocks": list(src.blocks),
+        "typesize": src.typesize,
+        "blocksize": src.blocksize,
+        "chunk_nbytes": src.chunk_nbytes,
+        "nchunks": src.nchunks,
+        "measured_chunks": measured,
+        "categories": [c.name for c in settings.categories],
+        "repeats": settings.repeats,
+        "full_repeats": settings.full_repeats,
+        "noise": None if settings.full_repeats else settings.noise,
+        "nthreads": settings.nthreads,
+        "zeros_speed": zeros_speed(src.chunk_nbytes),
+        "resumed_chunks": resumed,
+        "elapsed": round(elapsed, 3),
+        "versions": _versions(),
+        "cpu": _cpu(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _versions() -> dict[str, str]:
