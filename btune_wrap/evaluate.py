@@ -302,6 +302,9 @@ def evaluate(
     notes: dict[str, str] = {}
     genetic_info: list[dict[str, object]] = []
     try:
+        if {Method.GENETIC, Method.DEFAULTS} & set(wanted):
+            for ds in datasets:  # both run on the data: a missing or changed source fails now
+                ds.source()
         # 1. every method's choice, as catalog ids; 2. the costs of the choices
         picks = _choose(
             model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress
