@@ -228,25 +228,39 @@ def _id(member: object) -> int:
     return int(getattr(member, "value", member))
 
 
+#: Codec levels of the tutorial: blosclz, lz4, lz4hc, zlib at 5; zstd at 1, 3, 6, 9.
+TUTORIAL_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (5,)),
+    (Codec.LZ4, (5,)),
+    (Codec.LZ4HC, (5,)),
+    (Codec.ZLIB, (5,)),
+    (Codec.ZSTD, (1, 3, 6, 9)),
+)
+#: Level ladders of the widest set: 1, 5, 9 for every codec, and zstd at 1, 3, 5, 6, 9.
+WIDE_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (1, 5, 9)),
+    (Codec.LZ4, (1, 5, 9)),
+    (Codec.LZ4HC, (1, 5, 9)),
+    (Codec.ZLIB, (1, 5, 9)),
+    (Codec.ZSTD, (1, 3, 5, 6, 9)),
+)
+#: blosc2's default parameters (``blosc2.CParams()`` on blosc2 4.x) as a category; equal to
+#: :func:`default_category` on the installed blosc2 (checked by the tests).
+BLOSC2_DEFAULT = Category(Codec.ZSTD, Filter.SHUFFLE, 5, SplitMode.AUTO)
+
+
 def category_set(
-    codecs: Iterable[tuple[Codec | str, Sequence[int]]] = (
-        (Codec.BLOSCLZ, (5,)),
-        (Codec.LZ4, (5,)),
-        (Codec.LZ4HC, (5,)),
-        (Codec.ZLIB, (5,)),
-        (Codec.ZSTD, (1, 3, 6, 9)),
-    ),
+    codecs: Iterable[tuple[Codec | str, Sequence[int]]] = TUTORIAL_LEVELS,
     filters: Sequence[Filter] = tuple(Filter),
     *,
-    split: bool = False,
+    splits: Sequence[SplitMode] = (SplitMode.NEVER,),
 ) -> tuple[Category, ...]:
-    """Every combination of codec (with its levels) and filter, codec-major.
+    """Every combination of codec (with its levels), filter and split mode, codec-major.
 
-    The defaults give the tutorial's 32 categories (blosclz, lz4, lz4hc, zlib at level 5 and
-    zstd at 1, 3, 6, 9; times nofilter, shuffle, bitshuffle, shuffle+bytedelta; never split).
-    ``split=True`` adds the "always split" variant of each, right after it (64).
+    The defaults give the tutorial's 32 categories (:data:`TUTORIAL_LEVELS` times nofilter,
+    shuffle, bitshuffle, shuffle+bytedelta; never split). ``splits=(NEVER, ALWAYS)`` puts the
+    "always split" variant of each right after it (64).
     """
-    splits = (SplitMode.NEVER, SplitMode.ALWAYS) if split else (SplitMode.NEVER,)
     return tuple(
         Category(codec, filter_, clevel, mode)
         for codec, clevels in codecs
@@ -256,10 +270,35 @@ def category_set(
     )
 
 
-#: The tutorial's 32 categories, in the order of a model's outputs.
-DEFAULT_CATEGORIES: tuple[Category, ...] = category_set()
+def union(*sets: Iterable[Category]) -> tuple[Category, ...]:
+    """The categories of ``sets`` in order of first appearance, each once."""
+    return tuple(dict.fromkeys(c for s in sets for c in s))
+
+
+_BOTH = (SplitMode.NEVER, SplitMode.ALWAYS)
+
+#: The tutorial's 32 categories, in the order of a model's outputs (never split).
+TUTORIAL_CATEGORIES: tuple[Category, ...] = category_set()
 #: The same with the "always split" variants (64).
-SPLIT_CATEGORIES: tuple[Category, ...] = category_set(split=True)
+SPLIT_CATEGORIES: tuple[Category, ...] = category_set(splits=_BOTH)
+#: The widest set: :data:`WIDE_LEVELS` x the four filters x never/always split, then
+#: :data:`BLOSC2_DEFAULT` (137). Auto split is no other candidate: on every codec, filter and
+#: typesize of the corpus (1, 4, 8) it compresses to the bytes of "always" or of "never" (blosc2
+#: splits only blosclz, lz4 and zstd after a shuffle), so only blosc2's default carries it.
+WIDE_CATEGORIES: tuple[Category, ...] = union(
+    category_set(WIDE_LEVELS, splits=_BOTH), (BLOSC2_DEFAULT,)
+)
+
+#: The default candidates of a gather.
+DEFAULT_CATEGORIES: tuple[Category, ...] = TUTORIAL_CATEGORIES
+
+#: Named candidate sets (``btune gather --categories NAME``).
+CATEGORY_SETS: dict[str, tuple[Category, ...]] = {
+    "default": DEFAULT_CATEGORIES,
+    "tutorial": TUTORIAL_CATEGORIES,
+    "split": SPLIT_CATEGORIES,
+    "wide": WIDE_CATEGORIES,
+}
 
 
 def parse_categories(names: Iterable[str]) -> tuple[Category, ...]:

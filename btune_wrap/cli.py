@@ -223,7 +223,8 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--categories",
         default="default",
-        help="'default' (the tutorial's 32), 'split' (the 64 with 'always split' variants) or "
+        help="a named set: 'default', 'tutorial' (the tutorial's 32), 'split' (the 64 with "
+        "'always split' variants), 'wide' (137: level ladders, split, blosc2's default); or "
         "names like lz4-shuffle-nosplit-5,zstd-bitshuffle-nosplit-9 (default: default)",
     )
     p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
@@ -252,13 +253,12 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_gather(args: argparse.Namespace) -> int:
-    from .categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES
+    from .categories import CATEGORY_SETS
     from .measure import gather
     from .measurements import summarize
 
-    named = {"default": DEFAULT_CATEGORIES, "split": SPLIT_CATEGORIES}
     text = args.categories.strip()
-    categories = named.get(text.lower()) or [n for n in text.split(",") if n.strip()]
+    categories = CATEGORY_SETS.get(text.lower()) or [n for n in text.split(",") if n.strip()]
     try:
         meas = gather(
             args.path,
