@@ -6,9 +6,11 @@ tutorial, ``codec-filter-split-clevel``::
     lz4-shuffle-bytedelta-nosplit-5      zstd-bitshuffle-nosplit-9      blosclz-nofilter-split-5
 
 It maps to ``blosc2.CParams`` (to compress with it) and to the ``[codec, filter, clevel,
-splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :data:`DEFAULT_CATEGORIES` is the
-tutorial's set of 32; :func:`category_set` builds it, optionally with the "always split"
-variants (64).
+splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :func:`category_set` builds sets
+from level ladders, filters and split modes; :data:`CATEGORY_SETS` names them: the tutorial's 32
+(:data:`TUTORIAL_CATEGORIES`), with their "always split" variants (64), the widest (137) and
+the default, :data:`FAST_CATEGORIES` (73), chosen on the real-data corpus by
+``benchmarks/bench_candidates.py``.
 """
 
 from __future__ import annotations
@@ -244,6 +246,12 @@ WIDE_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
     (Codec.ZLIB, (1, 5, 9)),
     (Codec.ZSTD, (1, 3, 5, 6, 9)),
 )
+#: Level ladders of the fast codecs: blosclz and lz4 at 1, 5, 9 (nearly free to measure; blosclz
+#: at level 1 stores a chunk it cannot compress at once, the fastest choice at low tradeoffs).
+FAST_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (1, 5, 9)),
+    (Codec.LZ4, (1, 5, 9)),
+)
 #: blosc2's default parameters (``blosc2.CParams()`` on blosc2 4.x) as a category; equal to
 #: :func:`default_category` on the installed blosc2 (checked by the tests).
 BLOSC2_DEFAULT = Category(Codec.ZSTD, Filter.SHUFFLE, 5, SplitMode.AUTO)
@@ -289,14 +297,21 @@ WIDE_CATEGORIES: tuple[Category, ...] = union(
     category_set(WIDE_LEVELS, splits=_BOTH), (BLOSC2_DEFAULT,)
 )
 
-#: The default candidates of a gather.
-DEFAULT_CATEGORIES: tuple[Category, ...] = TUTORIAL_CATEGORIES
+#: The tutorial's 32, blosc2's default, and blosclz and lz4 at levels 1, 5, 9, never and always
+#: split (73): the knee of ``benchmarks/bench_candidates.py`` on the real-data corpus.
+FAST_CATEGORIES: tuple[Category, ...] = union(
+    TUTORIAL_CATEGORIES, (BLOSC2_DEFAULT,), category_set(FAST_LEVELS, splits=_BOTH)
+)
+
+#: The default candidates of a gather (:data:`FAST_CATEGORIES`).
+DEFAULT_CATEGORIES: tuple[Category, ...] = FAST_CATEGORIES
 
 #: Named candidate sets (``btune gather --categories NAME``).
 CATEGORY_SETS: dict[str, tuple[Category, ...]] = {
     "default": DEFAULT_CATEGORIES,
     "tutorial": TUTORIAL_CATEGORIES,
     "split": SPLIT_CATEGORIES,
+    "fast": FAST_CATEGORIES,
     "wide": WIDE_CATEGORIES,
 }
 
