@@ -298,7 +298,9 @@ WIDE_CATEGORIES: tuple[Category, ...] = union(
 )
 
 #: The tutorial's 32, blosc2's default, and blosclz and lz4 at levels 1, 5, 9, never and always
-#: split (73): the knee of ``benchmarks/bench_candidates.py`` on the real-data corpus.
+#: split (73): the knee of ``benchmarks/bench_candidates.py`` on the real-data corpus (2026-11-27,
+#: 245 chunks of 10 arrays): its per-chunk best is 0.4% (COMP) / 0.4% (DECOMP) behind the widest
+#: set's, against 97% / 42% for the tutorial's 32, for 1.03x their gather time.
 FAST_CATEGORIES: tuple[Category, ...] = union(
     TUTORIAL_CATEGORIES, (BLOSC2_DEFAULT,), category_set(FAST_LEVELS, splits=_BOTH)
 )
