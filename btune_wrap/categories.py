@@ -6,9 +6,11 @@ tutorial, ``codec-filter-split-clevel``::
     lz4-shuffle-bytedelta-nosplit-5      zstd-bitshuffle-nosplit-9      blosclz-nofilter-split-5
 
 It maps to ``blosc2.CParams`` (to compress with it) and to the ``[codec, filter, clevel,
-splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :data:`DEFAULT_CATEGORIES` is the
-tutorial's set of 32; :func:`category_set` builds it, optionally with the "always split"
-variants (64).
+splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :func:`category_set` builds sets
+from level ladders, filters and split modes; :data:`CATEGORY_SETS` names them: the tutorial's 32
+(:data:`TUTORIAL_CATEGORIES`), with their "always split" variants (64), the widest (137) and
+the default, :data:`FAST_CATEGORIES` (73), chosen on the real-data corpus by
+``benchmarks/bench_candidates.py``.
 """
 
 from __future__ import annotations
@@ -228,25 +230,45 @@ def _id(member: object) -> int:
     return int(getattr(member, "value", member))
 
 
+#: Codec levels of the tutorial: blosclz, lz4, lz4hc, zlib at 5; zstd at 1, 3, 6, 9.
+TUTORIAL_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (5,)),
+    (Codec.LZ4, (5,)),
+    (Codec.LZ4HC, (5,)),
+    (Codec.ZLIB, (5,)),
+    (Codec.ZSTD, (1, 3, 6, 9)),
+)
+#: Level ladders of the widest set: 1, 5, 9 for every codec, and zstd at 1, 3, 5, 6, 9.
+WIDE_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (1, 5, 9)),
+    (Codec.LZ4, (1, 5, 9)),
+    (Codec.LZ4HC, (1, 5, 9)),
+    (Codec.ZLIB, (1, 5, 9)),
+    (Codec.ZSTD, (1, 3, 5, 6, 9)),
+)
+#: Level ladders of the fast codecs: blosclz and lz4 at 1, 5, 9 (nearly free to measure; blosclz
+#: at level 1 stores a chunk it cannot compress at once, the fastest choice at low tradeoffs).
+FAST_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
+    (Codec.BLOSCLZ, (1, 5, 9)),
+    (Codec.LZ4, (1, 5, 9)),
+)
+#: blosc2's default parameters (``blosc2.CParams()`` on blosc2 4.x) as a category; equal to
+#: :func:`default_category` on the installed blosc2 (checked by the tests).
+BLOSC2_DEFAULT = Category(Codec.ZSTD, Filter.SHUFFLE, 5, SplitMode.AUTO)
+
+
 def category_set(
-    codecs: Iterable[tuple[Codec | str, Sequence[int]]] = (
-        (Codec.BLOSCLZ, (5,)),
-        (Codec.LZ4, (5,)),
-        (Codec.LZ4HC, (5,)),
-        (Codec.ZLIB, (5,)),
-        (Codec.ZSTD, (1, 3, 6, 9)),
-    ),
+    codecs: Iterable[tuple[Codec | str, Sequence[int]]] = TUTORIAL_LEVELS,
     filters: Sequence[Filter] = tuple(Filter),
     *,
-    split: bool = False,
+    splits: Sequence[SplitMode] = (SplitMode.NEVER,),
 ) -> tuple[Category, ...]:
-    """Every combination of codec (with its levels) and filter, codec-major.
+    """Every combination of codec (with its levels), filter and split mode, codec-major.
 
-    The defaults give the tutorial's 32 categories (blosclz, lz4, lz4hc, zlib at level 5 and
-    zstd at 1, 3, 6, 9; times nofilter, shuffle, bitshuffle, shuffle+bytedelta; never split).
-    ``split=True`` adds the "always split" variant of each, right after it (64).
+    The defaults give the tutorial's 32 categories (:data:`TUTORIAL_LEVELS` times nofilter,
+    shuffle, bitshuffle, shuffle+bytedelta; never split). ``splits=(NEVER, ALWAYS)`` puts the
+    "always split" variant of each right after it (64).
     """
-    splits = (SplitMode.NEVER, SplitMode.ALWAYS) if split else (SplitMode.NEVER,)
     return tuple(
         Category(codec, filter_, clevel, mode)
         for codec, clevels in codecs
@@ -256,10 +278,44 @@ def category_set(
     )
 
 
-#: The tutorial's 32 categories, in the order of a model's outputs.
-DEFAULT_CATEGORIES: tuple[Category, ...] = category_set()
+def union(*sets: Iterable[Category]) -> tuple[Category, ...]:
+    """The categories of ``sets`` in order of first appearance, each once."""
+    return tuple(dict.fromkeys(c for s in sets for c in s))
+
+
+_BOTH = (SplitMode.NEVER, SplitMode.ALWAYS)
+
+#: The tutorial's 32 categories, in the order of a model's outputs (never split).
+TUTORIAL_CATEGORIES: tuple[Category, ...] = category_set()
 #: The same with the "always split" variants (64).
-SPLIT_CATEGORIES: tuple[Category, ...] = category_set(split=True)
+SPLIT_CATEGORIES: tuple[Category, ...] = category_set(splits=_BOTH)
+#: The widest set: :data:`WIDE_LEVELS` x the four filters x never/always split, then
+#: :data:`BLOSC2_DEFAULT` (137). Auto split is no other candidate: on every codec, filter and
+#: typesize of the corpus (1, 4, 8) it compresses to the bytes of "always" or of "never" (blosc2
+#: splits only blosclz, lz4 and zstd after a shuffle), so only blosc2's default carries it.
+WIDE_CATEGORIES: tuple[Category, ...] = union(
+    category_set(WIDE_LEVELS, splits=_BOTH), (BLOSC2_DEFAULT,)
+)
+
+#: The tutorial's 32, blosc2's default, and blosclz and lz4 at levels 1, 5, 9, never and always
+#: split (73): the knee of ``benchmarks/bench_candidates.py`` on the real-data corpus (2026-11-27,
+#: 245 chunks of 10 arrays): its per-chunk best is 0.4% (COMP) / 0.4% (DECOMP) behind the widest
+#: set's, against 97% / 42% for the tutorial's 32, for 1.03x their gather time.
+FAST_CATEGORIES: tuple[Category, ...] = union(
+    TUTORIAL_CATEGORIES, (BLOSC2_DEFAULT,), category_set(FAST_LEVELS, splits=_BOTH)
+)
+
+#: The default candidates of a gather (:data:`FAST_CATEGORIES`).
+DEFAULT_CATEGORIES: tuple[Category, ...] = FAST_CATEGORIES
+
+#: Named candidate sets (``btune gather --categories NAME``).
+CATEGORY_SETS: dict[str, tuple[Category, ...]] = {
+    "default": DEFAULT_CATEGORIES,
+    "tutorial": TUTORIAL_CATEGORIES,
+    "split": SPLIT_CATEGORIES,
+    "fast": FAST_CATEGORIES,
+    "wide": WIDE_CATEGORIES,
+}
 
 
 def parse_categories(names: Iterable[str]) -> tuple[Category, ...]:

@@ -235,8 +235,11 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--categories",
         default="default",
-        help="'default' (the tutorial's 32), 'split' (the 64 with 'always split' variants) or "
-        "names like lz4-shuffle-nosplit-5,zstd-bitshuffle-nosplit-9 (default: default)",
+        help="a named set: 'fast' (73: the tutorial's 32, blosc2's default, blosclz and lz4 at "
+        "levels 1, 5, 9 never and always split; the default), 'tutorial' (the tutorial's 32), "
+        "'split' (the 64 with 'always split' variants), 'wide' (137: every codec at levels 1, "
+        "5, 9, zstd also 3, 6, never and always split, blosc2's default), 'default'; or names "
+        "like lz4-shuffle-nosplit-5,zstd-bitshuffle-split-9 (default: default)",
     )
     p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
     p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
@@ -291,11 +294,10 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_gather(args: argparse.Namespace) -> int:
-    from .categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES
+    from .categories import CATEGORY_SETS
 
-    named = {"default": DEFAULT_CATEGORIES, "split": SPLIT_CATEGORIES}
     text = args.categories.strip()
-    categories = named.get(text.lower()) or [n for n in text.split(",") if n.strip()]
+    categories = CATEGORY_SETS.get(text.lower()) or [n for n in text.split(",") if n.strip()]
     if args.cluster is None and args.scheduler_file is None:
         cluster = contextlib.nullcontext(None)
     else:

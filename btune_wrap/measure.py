@@ -127,7 +127,7 @@ def gather(
         The measurement directory; default ``<input>.meas`` next to the input.
     categories
         The candidates (:class:`Category` or names), in the order of the model's outputs;
-        default :data:`DEFAULT_CATEGORIES` (the tutorial's 32).
+        default :data:`DEFAULT_CATEGORIES` (the `fast` set: see :data:`CATEGORY_SETS`).
     chunks, blocks
         Chunk and block shapes for a path ``source`` (default: a Blosc2 input's own, else
         blosc2's choice). Not accepted with a ``ChunkSource`` (open it with them).

@@ -56,11 +56,12 @@ def build_training_meas(
     workdir: Path, *, nchunks: int = TRAINING_CHUNKS, seed: int = 0, categories=None
 ) -> Path:
     """Write :func:`training_data` as ``workdir/mixed.b2nd`` (chunks of 5000) and gather it
-    (real measurements of every category); returns the measurement directory."""
+    (real measurements of every category; default: the tutorial's 32, which keeps the session's
+    gather and training short); returns the measurement directory."""
     import blosc2
 
     from btune_wrap import measure
-    from btune_wrap.categories import DEFAULT_CATEGORIES
+    from btune_wrap.categories import TUTORIAL_CATEGORIES
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def build_training_meas(
     meas = measure.gather(
         source,
         workdir / "mixed.b2nd.meas",
-        categories=categories or DEFAULT_CATEGORIES,
+        categories=categories or TUTORIAL_CATEGORIES,
         progress=False,
         force=True,
     )
@@ -86,7 +87,7 @@ def build_models(meas_dir: Path, directory: Path) -> list:
 
 @pytest.fixture(scope="session")
 def training_meas(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real gather of :func:`training_data` (240 chunks x the 32 default categories)."""
+    """A real gather of :func:`training_data` (240 chunks x the tutorial's 32 categories)."""
     return build_training_meas(tmp_path_factory.mktemp("training"))
 
 

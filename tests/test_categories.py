@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from btune_wrap.categories import (
-    DEFAULT_CATEGORIES,
     SPLIT_CATEGORIES,
+    TUTORIAL_CATEGORIES,
     Category,
     Codec,
     Filter,
@@ -26,8 +26,8 @@ from btune_wrap.objective import (
 )
 
 
-def test_default_set_is_the_tutorials_32():
-    names = [c.name for c in DEFAULT_CATEGORIES]
+def test_tutorial_set_is_the_tutorials_32():
+    names = [c.name for c in TUTORIAL_CATEGORIES]
     assert len(names) == len(set(names)) == 32
     assert names[:4] == [
         "blosclz-nofilter-nosplit-5",
@@ -36,9 +36,9 @@ def test_default_set_is_the_tutorials_32():
         "blosclz-shuffle-bytedelta-nosplit-5",
     ]
     # the tutorial's traces: category 7 is lz4 + bytedelta, 2 blosclz + bitshuffle
-    assert DEFAULT_CATEGORIES[7].to_plugin() == (1, 35, 5, 2)
-    assert DEFAULT_CATEGORIES[2].to_plugin() == (0, 2, 5, 2)
-    assert {c.clevel for c in DEFAULT_CATEGORIES if c.codec is Codec.ZSTD} == {1, 3, 6, 9}
+    assert TUTORIAL_CATEGORIES[7].to_plugin() == (1, 35, 5, 2)
+    assert TUTORIAL_CATEGORIES[2].to_plugin() == (0, 2, 5, 2)
+    assert {c.clevel for c in TUTORIAL_CATEGORIES if c.codec is Codec.ZSTD} == {1, 3, 6, 9}
     assert len(SPLIT_CATEGORIES) == 64
     assert SPLIT_CATEGORIES[1].name == "blosclz-nofilter-split-5"
 

@@ -38,7 +38,10 @@ def test_demo_runs_the_tutorial_end_to_end(tmp_path, clean_env):
     methods = [m.label for m in demo_methods(bool(support))]
     assert sorted(set(table["method"])) == sorted(methods)
     assert len(table) == len(methods) * 3
-    assert (table["cratio"] > 1).all() and (table["cspeed_gbs"] > 0).all()
+    # A model may store the data at tradeoff 0 (blosclz at level 1, a default candidate, gives
+    # up on a chunk at once: ratio just below 1, the fastest write); at tradeoff 1 all compress.
+    assert (table["cratio"] > 0.99).all() and (table["cspeed_gbs"] > 0).all()
+    assert (table.loc[table["tradeoff"] == table["tradeoff"].max(), "cratio"] > 1).all()
     python_rows = table[table["kind"] == "python"]
     assert set(python_rows["engine"]) == {"python"}
     assert result["plot_path"].stat().st_size > 10_000

@@ -36,7 +36,7 @@ OTHER_SET = ["blosclz-nofilter-split-9", "zstd-bitshuffle-split-2", "lz4-shuffle
 
 @pytest.fixture(scope="module")
 def meas_dir(training_meas) -> Path:
-    """The session's real gather (240 chunks x the 32 default categories)."""
+    """The session's real gather (240 chunks x the tutorial's 32 categories)."""
     return Path(training_meas)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from btune_wrap.categories import DEFAULT_CATEGORIES, SPLIT_CATEGORIES, Category
+from btune_wrap.categories import SPLIT_CATEGORIES, TUTORIAL_CATEGORIES, Category
 from btune_wrap.cli import main
 from btune_wrap.compressor import ChunkCodec, RoundTripError, measure_cparams
 from btune_wrap.errors import ConfigError, InputError
@@ -223,7 +223,7 @@ def test_max_chunks_and_sample_select_chunks(b2, tmp_path):
 
 def test_measure_cparams_matches_compress2_and_checks_round_trips():
     buf = mixed_data(2)[:ITEMS]
-    for cat in (DEFAULT_CATEGORIES[0], DEFAULT_CATEGORIES[-1], SPLIT_CATEGORIES[1]):
+    for cat in (TUTORIAL_CATEGORIES[0], TUTORIAL_CATEGORIES[-1], SPLIT_CATEGORIES[1]):
         cp = cat.to_cparams(typesize=8, blocksize=10_000)
         m = measure_cparams(buf, cp, repeats=2, nthreads=1)
         assert m.cbytes == len(blosc2.compress2(buf, cparams=cp))
