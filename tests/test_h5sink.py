@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +182,29 @@ def test_b2h5py_slices_the_tuned_dataset_from_its_cframes(models_dir, tmp_path):
         ds = b2h5py.B2Dataset(h5["b"])
         assert ds.is_b2_fast_slicing
         np.testing.assert_array_equal(ds[2:15, 1:12, 3:9], data[2:15, 1:12, 3:9])
+
+
+@pytest.mark.skipif(shutil.which("h5ls") is None, reason="h5ls/h5dump not installed (hdf5-tools)")
+def test_h5ls_and_h5dump_show_a_blosc2_filtered_chunked_dataset(models_dir, tmp_path):
+    import hdf5plugin
+
+    data = make_data((200, 300), np.float32, seed=7)
+    out = tmp_path / "d.h5"
+    compress(data, _config(models_dir), urlpath=f"{out}:/temperature", chunks=(50, 100))
+    env = {**os.environ, "HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH}
+    listing = subprocess.run(
+        ["h5ls", "-v", f"{out}/temperature"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "Chunks:    {50, 100}" in listing
+    assert "blosc2-32026" in listing
+    dump = subprocess.run(
+        ["h5dump", "-d", "/temperature", "-s", "0,0", "-c", "1,2", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"(0,0): {data[0, 0]:g}" in dump.replace("\n", " ")
 
 
 def test_a_tuned_dataset_is_an_input_like_any_hdf5_dataset(models_dir, tmp_path):
