@@ -9,7 +9,7 @@ import blosc2
 import numpy as np
 import pytest
 
-from btune_wrap import BtuneConfig, PluginUnavailableError, plugin_support, write_tuned
+from btune_wrap import BtuneConfig, InputError, PluginUnavailableError, plugin_support, write_tuned
 from btune_wrap.data import rand_int
 from btune_wrap.plugin import check_versions, version_tuple
 
@@ -70,7 +70,7 @@ def test_in_memory_multidimensional(clean_env):
 
 
 def test_empty_array_is_refused():
-    with pytest.raises(PluginUnavailableError, match="empty"):
+    with pytest.raises(InputError, match="non-empty"):
         write_tuned(np.array([], dtype=np.int64), BtuneConfig())
 
 
