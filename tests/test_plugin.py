@@ -9,7 +9,7 @@ import blosc2
 import numpy as np
 import pytest
 
-from btune_wrap import BtuneConfig, InputError, PluginUnavailableError, plugin_support, write_tuned
+from btune_wrap import BtuneConfig, InputError, plugin_support, write_tuned
 from btune_wrap.data import rand_int
 from btune_wrap.plugin import check_versions, version_tuple
 
