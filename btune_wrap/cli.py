@@ -203,10 +203,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import ALL_METHODS, Method, check_output, evaluate
+    from .evaluate import ALL_METHODS, Method, check_evaluation_output, evaluate
 
     if args.output is not None:
-        check_output(args.output, [args.models, *args.meas], force=args.force)
+        check_evaluation_output(args.output, [args.models, *args.meas], force=args.force)
     methods = [m for m in ALL_METHODS if not (args.no_genetic and m is Method.GENETIC)]
     evaluation = evaluate(args.models, args.meas, args.mode, methods=methods)
     print(evaluation.format())

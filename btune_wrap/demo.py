@@ -45,7 +45,7 @@ _TRACE_COLUMNS = [
 
 
 @dataclass(frozen=True)
-class Method:
+class DemoMethod:
     """One way of writing the evaluation data: a label, an engine and a performance mode."""
 
     label: str
@@ -208,21 +208,21 @@ def train_models(
 # -- comparison ---------------------------------------------------------------------------
 
 
-def demo_methods(with_plugin: bool) -> list[Method]:
+def demo_methods(with_plugin: bool) -> list[DemoMethod]:
     """The methods compared: defaults, then per mode genetic, native and python engines."""
-    methods = [Method("blosc2 defaults", "defaults")]
+    methods = [DemoMethod("blosc2 defaults", "defaults")]
     for mode in (PerfMode.COMP, PerfMode.DECOMP):
         tag = mode.name.lower()
         if with_plugin:
-            methods.append(Method(f"genetic {tag}", "genetic", mode))
-            methods.append(Method(f"model native {tag}", "native", mode))
-        methods.append(Method(f"model python {tag}", "python", mode))
+            methods.append(DemoMethod(f"genetic {tag}", "genetic", mode))
+            methods.append(DemoMethod(f"model native {tag}", "native", mode))
+        methods.append(DemoMethod(f"model python {tag}", "python", mode))
     return methods
 
 
 def compare_methods(
     array: np.ndarray,
-    methods: Sequence[Method],
+    methods: Sequence[DemoMethod],
     models_dir: str | Path,
     tradeoffs: Sequence[float] = DEMO_TRADEOFFS,
     *,
@@ -259,7 +259,7 @@ def compare_methods(
             if method.kind in ("native", "python"):
                 config = config.replace(models_dir=Path(models_dir), use_inference=-1)
 
-            def write(method: Method = method, config: BtuneConfig = config):
+            def write(method: DemoMethod = method, config: BtuneConfig = config):
                 kw = {"chunks": tuple(chunks)} if chunks is not None else {}
                 if method.kind == "defaults":
                     with implicit_tuner_off():

@@ -197,7 +197,7 @@ class Evaluation:
         """
         from .report import plot_evaluation_frontier, plot_evaluation_regret
 
-        directory = check_output(directory, self.inputs, force=force)
+        directory = check_evaluation_output(directory, self.inputs, force=force)
         with atomic_dir(directory) as tmp:
             doc = json.dumps(self.to_dict(), indent=1, allow_nan=False)
             (tmp / JSON_FILE).write_text(doc + "\n")
@@ -220,7 +220,7 @@ def is_evaluation_dir(path: Path) -> bool:
     return (Path(path) / JSON_FILE).is_file() and (Path(path) / SUMMARY_FILE).is_file()
 
 
-def check_output(
+def check_evaluation_output(
     directory: str | os.PathLike[str],
     inputs: Sequence[str | os.PathLike[str]] = (),
     *,

@@ -60,13 +60,6 @@ def parse_int(name: str, value: object, low: int | None = None, high: int | None
     return int(value)  # type: ignore[arg-type]
 
 
-def parse_optional_int(
-    name: str, value: object, low: int | None = None, high: int | None = None
-) -> int | None:
-    """``None`` as is, anything else as :func:`parse_int`."""
-    return None if value is None else parse_int(name, value, low, high)
-
-
 def parse_float(
     name: str, value: object, low: float | None = None, high: float | None = None
 ) -> float:
@@ -142,16 +135,6 @@ def parse_optional_shape(
 ) -> tuple[int, ...] | None:
     """``None`` as is, anything else as :func:`parse_shape`."""
     return None if value is None else parse_shape(name, value, ndim, high=high)
-
-
-def parse_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """A string among ``choices``, matched case-insensitively after stripping spaces."""
-    if isinstance(value, str):
-        key = value.strip().lower()
-        for choice in choices:
-            if key == choice.lower():
-                return choice
-    raise ConfigError(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))
 
 
 def parse_enum(name: str, value: object, enum: type[_Enum]) -> _Enum:

@@ -659,7 +659,7 @@ def output_files(directory: str | os.PathLike[str], stem: str) -> list[Path]:
     return [directory / n for n in names]
 
 
-def check_output(
+def check_models_output(
     directory: str | os.PathLike[str],
     modes: Sequence[PerfMode],
     *,
@@ -711,7 +711,7 @@ def export(
     Unless ``force``, a file that already exists is refused (:class:`InputError`) before
     anything is written. Returns the paths written.
     """
-    check_output(directory, [trained.mode], force=force)
+    check_models_output(directory, [trained.mode], force=force)
     from . import report
 
     directory = Path(directory)
@@ -777,7 +777,7 @@ def train_and_export(
         Overwrite existing files (and accept a non-empty directory). Default False.
     existing_dir
         Whether an existing non-empty ``output`` is acceptable when none of the files to write
-        are in it (see :func:`check_output`). Default True.
+        are in it (see :func:`check_models_output`). Default True.
     progress
         Called with progress and report lines; ``None`` (default) is silent.
     """
@@ -788,10 +788,10 @@ def train_and_export(
     loaded = load_many(list(meas_dirs))
     split_chunks(sum(m.nchunks for m in loaded), config)
     check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
-    check_output(output, modes, **check)
+    check_models_output(output, modes, **check)
     trained = [fit(loaded, m, config, progress=progress) for m in modes]
     out = Path(output)
-    check_output(out, modes, **check)
+    check_models_output(out, modes, **check)
     if out.exists():
         for t in trained:
             export(t, out, force=force)
