@@ -21,6 +21,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, invalid
+from .parse import parse_int
 
 if TYPE_CHECKING:
     import blosc2
@@ -111,10 +112,7 @@ class Category:
         set_(self, "codec", _enum(Codec, "codec", self.codec))
         set_(self, "filter", _enum(Filter, "filter", self.filter))
         set_(self, "splitmode", _enum(SplitMode, "splitmode", self.splitmode))
-        clevel = self.clevel
-        if isinstance(clevel, bool) or not isinstance(clevel, int) or not 0 <= clevel <= 9:
-            raise ConfigError(invalid("clevel", clevel, "an integer from 0 to 9"))
-        set_(self, "clevel", int(clevel))
+        set_(self, "clevel", parse_int("clevel", self.clevel, 0, 9))
 
     # -- names ----------------------------------------------------------------------------
 

@@ -116,6 +116,13 @@ class ChunkCodec:
         self._delete = compiled_method(sc, "delete_chunk")
         self._dst = np.empty(self.nbytes, dtype=np.uint8)
 
+    def _check_round_trip(self, got: np.ndarray, buf: np.ndarray) -> None:
+        if not np.array_equal(got, buf):
+            raise RoundTripError(
+                f"decompressing the chunk compressed with {describe_cparams(self.cparams)} did "
+                "not give the chunk back"
+            )
+
     def compress(self, buf: np.ndarray) -> bytes:
         """The compressed chunk for ``buf`` (a contiguous buffer of one chunk's bytes)."""
         self._append(buf)
@@ -158,11 +165,7 @@ class ChunkCodec:
                 ctime = t1 - t0
             if t2 - t1 < dtime:
                 dtime = t2 - t1
-            if not np.array_equal(dst, buf):
-                raise RoundTripError(
-                    f"decompressing the chunk compressed with {self.describe()} did not give "
-                    "the chunk back"
-                )
+            self._check_round_trip(dst, buf)
         return chunk, Measurement(len(chunk), ctime, dtime)
 
     def time_more(
@@ -191,24 +194,20 @@ class ChunkCodec:
                     sc.decompress_chunk(0, dst)
                     t1 = clock()
                     dtime = min(dtime, t1 - t0)
-                    if not np.array_equal(dst, buf):
-                        raise RoundTripError(
-                            f"decompressing the chunk compressed with {self.describe()} did "
-                            "not give the chunk back"
-                        )
+                    self._check_round_trip(dst, buf)
             finally:
                 sc.delete_chunk(0)
         return ctime, dtime
 
-    def describe(self) -> str:
-        """The parameters, as a category name when they form one."""
-        try:
-            name = Category.from_cparams(self.cparams).name
-        except BtuneWrapError:
-            cp = self.cparams
-            filters = [getattr(f, "name", f) for f in cp.filters]
-            name = f"codec {getattr(cp.codec, 'name', cp.codec)}, filters {filters}"
-        return f"{name} (typesize {self.cparams.typesize}, blocksize {self.cparams.blocksize})"
+
+def describe_cparams(cp: blosc2.CParams) -> str:
+    """Compression parameters in a few words: their category's name when they form one."""
+    try:
+        name = Category.from_cparams(cp).name
+    except BtuneWrapError:
+        filters = [getattr(f, "name", f) for f in cp.filters]
+        name = f"codec {getattr(cp.codec, 'name', cp.codec)}, filters {filters}"
+    return f"{name} (typesize {cp.typesize}, blocksize {cp.blocksize})"
 
 
 _CODECS: collections.OrderedDict[tuple, ChunkCodec] = collections.OrderedDict()

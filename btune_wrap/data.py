@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, invalid
+from .errors import InputError
+from .parse import parse_int
 
 #: The tutorial's chunk shape for ``rand_int``: 5000 int64 = 40 KB per chunk.
 RAND_INT_CHUNKS = (5000,)
@@ -24,10 +25,9 @@ def rand_int(size: int = RAND_INT_INFERENCE_SIZE, seed: int | None = None) -> np
     seed
         Seed for ``numpy.random.default_rng``; ``None`` (default) draws fresh data.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise InputError(invalid("size", size, "a positive integer"))
+    size = parse_int("size", size, 1, error=InputError)
     rng = np.random.default_rng(seed)
-    return rng.integers(low=0, high=10_000, size=int(size), dtype=np.int64)
+    return rng.integers(low=0, high=10_000, size=size, dtype=np.int64)
 
 
 def mixed_int(nchunks: int, *, chunk: int = 5000, run: int = 1, seed: int = 0) -> np.ndarray:
@@ -48,8 +48,7 @@ def mixed_int(nchunks: int, *, chunk: int = 5000, run: int = 1, seed: int = 0) -
         Seed for ``numpy.random.default_rng``. Default 0.
     """
     for name, value in (("nchunks", nchunks), ("chunk", chunk), ("run", run)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise InputError(invalid(name, value, "a positive integer"))
+        parse_int(name, value, 1, error=InputError)
     rng = np.random.default_rng(seed)
     kinds = (
         lambda n: rng.integers(0, 10_000, n),

@@ -24,7 +24,8 @@ import numpy as np
 from . import data
 from .atomic import atomic_dir, atomic_path
 from .config import BtuneConfig, PerfMode
-from .errors import InputError, invalid
+from .errors import InputError
+from .parse import parse_int
 from .plugin import plugin_support, write_tuned
 from .runtime import implicit_tuner_off
 
@@ -100,8 +101,7 @@ def run_demo(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     nchunks = training_chunks or (FULL_TRAINING_CHUNKS if full else DEMO_TRAINING_CHUNKS)
-    if isinstance(nchunks, bool) or not isinstance(nchunks, int) or nchunks < 10:
-        raise InputError(invalid("training_chunks", nchunks, "an integer >= 10"))
+    parse_int("training_chunks", nchunks, 10, error=InputError)
     chunk = data.RAND_INT_CHUNKS
 
     # 1. Genetic tuning, as in the first part of the tutorial ---------------------------------

@@ -292,8 +292,6 @@ class ChunkMeasurer:
     def _measure_contested(
         self, i: int, buf: np.ndarray, names: list[str], codecs: list[ChunkCodec]
     ) -> list[tuple]:
-        from .objective import contested
-
         first = [c.measure(buf, 1) for c in codecs]
         cbytes = np.array([m.cbytes for m in first], dtype=np.float64)
         times = {
@@ -306,34 +304,13 @@ class ChunkMeasurer:
         # A first timing hit by preemption (a few ms on a loaded machine where the codec
         # takes tens of us) would make a winner look like a loser: time again any that is
         # SPIKE times slower per byte than the category's median over the recent chunks.
-        for mode, t in times.items():
+        for mode in times:
             recent = self._recent.setdefault(mode, collections.deque(maxlen=SPIKE_HISTORY))
-            if len(recent) >= 3:
-                usual = np.median(np.array(recent), axis=0) * buf.nbytes
-                for k in np.flatnonzero(t > SPIKE * usual):
-                    nc, nd = (more, 0) if mode == "comp" else (0, more)
-                    t[k] = min(t[k], codecs[k].time_more(buf, nc, nd)[0 if nc else 1])
-                    timed[mode][k] += more
+            _retime_spikes(mode, recent, buf, codecs, times, timed, more)
         # A first timing is slower than the best of several (cold caches: measured 1.4x
         # median, the spread between categories within 1.5x for 90% of them), so it gets the
         # slack and a repeated one none. Repeating some can unsettle others: until stable.
-        while True:
-            again = {
-                mode: contested(
-                    buf.nbytes, cbytes, t, t, mode, np.where(timed[mode] > 1, 0.0, slack)
-                )
-                & (timed[mode] == 1)
-                for mode, t in times.items()
-            }
-            if not (again["comp"].any() or again["decomp"].any()):
-                break
-            for k in np.flatnonzero(again["comp"] | again["decomp"]):
-                nc, nd = more * int(again["comp"][k]), more * int(again["decomp"][k])
-                ct, dt = codecs[k].time_more(buf, nc, nd)
-                times["comp"][k] = min(times["comp"][k], ct)
-                times["decomp"][k] = min(times["decomp"][k], dt)
-                timed["comp"][k] += nc
-                timed["decomp"][k] += nd
+        _repeat_contested(buf, codecs, cbytes, times, timed, more, slack)
         for mode, t in times.items():
             self._recent[mode].append(t / buf.nbytes)
         return [
@@ -361,6 +338,41 @@ class ChunkMeasurer:
                 for c in self.categories
             ]
         return found
+
+
+def _retime_spikes(mode, recent, buf, codecs, times, timed, more) -> None:
+    """Time again (``more`` times) the first timings of ``mode`` that are :data:`SPIKE` times
+    slower per byte than their category's median over the ``recent`` chunks."""
+    if len(recent) < 3:
+        return
+    t = times[mode]
+    usual = np.median(np.array(recent), axis=0) * buf.nbytes
+    for k in np.flatnonzero(t > SPIKE * usual):
+        nc, nd = (more, 0) if mode == "comp" else (0, more)
+        t[k] = min(t[k], codecs[k].time_more(buf, nc, nd)[0 if nc else 1])
+        timed[mode][k] += more
+
+
+def _repeat_contested(buf, codecs, cbytes, times, timed, more, slack) -> None:
+    """Time again the categories still contested (:func:`btune_wrap.objective.contested`) in
+    either mode, until none is: a repeated time gets no ``slack``, a first one does."""
+    from .objective import contested
+
+    while True:
+        again = {
+            mode: contested(buf.nbytes, cbytes, t, t, mode, np.where(timed[mode] > 1, 0.0, slack))
+            & (timed[mode] == 1)
+            for mode, t in times.items()
+        }
+        if not (again["comp"].any() or again["decomp"].any()):
+            return
+        for k in np.flatnonzero(again["comp"] | again["decomp"]):
+            nc, nd = more * int(again["comp"][k]), more * int(again["decomp"][k])
+            ct, dt = codecs[k].time_more(buf, nc, nd)
+            times["comp"][k] = min(times["comp"][k], ct)
+            times["decomp"][k] = min(times["decomp"][k], dt)
+            timed["comp"][k] += nc
+            timed["decomp"][k] += nd
 
 
 def worker_info() -> dict[str, object]:

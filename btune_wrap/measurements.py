@@ -25,6 +25,7 @@ import numpy as np
 from .atomic import atomic_dir
 from .categories import Category, parse_categories
 from .errors import BtuneWrapError, InputError, invalid
+from .parse import parse_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,26 +135,8 @@ class Measurements:
         ):
             _check_table(frame, cols, f"{where}: {label}")
             _check_table(frame, column_types(frame, {}, extra), f"{where}: {label}")
-        if self.chunks["chunk"].duplicated().any():
-            raise InputError(f"{where}: {CHUNKS_FILE} lists a chunk twice")
         self.chunks = self.chunks.sort_values("chunk", ignore_index=True)
-        names = {c.name for c in self._cats}
-        unknown = set(self.results["category"].unique()) - names
-        if unknown:
-            raise InputError(f"{where}: results name categories not in meta.json: {unknown}")
-        counts = self.results.groupby("chunk")["category"].nunique()
-        chunk_ids = self.chunks["chunk"]
-        incomplete = chunk_ids[~chunk_ids.isin(counts[counts == len(names)].index)]
-        if len(incomplete):
-            raise InputError(
-                f"{where}: chunks {incomplete.tolist()[:10]} lack some of the "
-                f"{len(names)} categories in {RESULTS_FILE} (an interrupted gather? use --resume)"
-            )
-        if len(self.results) != len(chunk_ids) * len(names):
-            raise InputError(f"{where}: {RESULTS_FILE} holds a (chunk, category) row twice")
-        extra = set(self.results["chunk"].unique()) - set(chunk_ids)
-        if extra:
-            raise InputError(f"{where}: results for chunks not in {CHUNKS_FILE}: {sorted(extra)}")
+        _check_complete(self.chunks, self.results, self._cats, where)
 
     # -- files ----------------------------------------------------------------------------
 
@@ -219,6 +202,31 @@ _COLUMN_RANGES: dict[str, tuple[bool, float, bool]] = {
 }
 
 
+def _check_complete(
+    chunks: pd.DataFrame, results: pd.DataFrame, categories: tuple[Category, ...], where: str
+) -> None:
+    """Every chunk once, with every category once, and nothing else."""
+    if chunks["chunk"].duplicated().any():
+        raise InputError(f"{where}: {CHUNKS_FILE} lists a chunk twice")
+    names = {c.name for c in categories}
+    unknown = set(results["category"].unique()) - names
+    if unknown:
+        raise InputError(f"{where}: results name categories not in meta.json: {unknown}")
+    counts = results.groupby("chunk")["category"].nunique()
+    chunk_ids = chunks["chunk"]
+    incomplete = chunk_ids[~chunk_ids.isin(counts[counts == len(names)].index)]
+    if len(incomplete):
+        raise InputError(
+            f"{where}: chunks {incomplete.tolist()[:10]} lack some of the "
+            f"{len(names)} categories in {RESULTS_FILE} (an interrupted gather? use --resume)"
+        )
+    if len(results) != len(chunk_ids) * len(names):
+        raise InputError(f"{where}: {RESULTS_FILE} holds a (chunk, category) row twice")
+    extra = set(results["chunk"].unique()) - set(chunk_ids)
+    if extra:
+        raise InputError(f"{where}: results for chunks not in {CHUNKS_FILE}: {sorted(extra)}")
+
+
 def _check_meta(meta: dict, where: str) -> tuple[Category, ...]:
     """The categories of a valid ``meta.json`` (the keys training and evaluation read)."""
     missing = [k for k in _META_KEYS if k not in meta]
@@ -227,9 +235,7 @@ def _check_meta(meta: dict, where: str) -> tuple[Category, ...]:
     if meta["format"] != MEAS_FORMAT:
         raise InputError(invalid(f"{where}: format", meta["format"], str(MEAS_FORMAT)))
     for key in ("nchunks", "measured_chunks"):
-        value = meta[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(invalid(f"{where}: meta.json {key}", value, "an integer >= 0"))
+        parse_int(f"{where}: meta.json {key}", meta[key], 0, error=InputError)
     names = meta["categories"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InputError(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import threading
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from . import quiet
 from .categories import Category
 from .config import PerfMode, Tradeoff
 from .errors import ModelError
+from .parse import parse_float
 
 #: File stem of the model each performance mode uses (the plugin's rule: DECOMP uses the
 #: decompression model, every other mode the compression one).
@@ -145,10 +145,7 @@ def _read_norm(doc: dict, key: str, source: str) -> Normalization:
         raise ModelError(f"{source}: {key!r}={entry!r} is invalid: expected {expected}")
     values = []
     for name in ("mean", "std"):
-        v = entry.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ModelError(f"{source}: {key}.{name}={v!r} is invalid: expected a finite number")
-        values.append(float(v))
+        values.append(parse_float(f"{source}: {key}.{name}", entry.get(name), error=ModelError))
     if np.float32(values[1]) == 0:
         raise ModelError(
             f"{source}: {key}.std={entry['std']!r} is invalid: expected a non-zero number"

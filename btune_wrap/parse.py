@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import ConfigError, invalid
+from .errors import BtuneWrapError, ConfigError, invalid
 
 #: Most codec threads accepted: blosc2 keeps a per-thread context, and 100000 threads end in an
 #: ``OverflowError`` or an exhausted machine long before any gain.
@@ -48,22 +48,36 @@ def is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def parse_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+def parse_int(
+    name: str,
+    value: object,
+    low: int | None = None,
+    high: int | None = None,
+    *,
+    error: type[BtuneWrapError] = ConfigError,
+) -> int:
     """``value`` as an ``int`` in ``[low, high]`` (either bound may be ``None``).
 
-    Booleans, floats and strings are refused: ``ConfigError`` naming ``name``.
+    Booleans, floats and strings are refused: ``error`` (default :class:`ConfigError`; an
+    :class:`InputError` for values read from a file) naming ``name``.
     """
     ok = is_int(value) and (low is None or value >= low) and (high is None or value <= high)
     if not ok:
         bounds = _range_text(low, high)
-        raise ConfigError(invalid(name, value, f"an integer {bounds}".rstrip()))
+        raise error(invalid(name, value, f"an integer {bounds}".rstrip()))
     return int(value)  # type: ignore[arg-type]
 
 
 def parse_float(
-    name: str, value: object, low: float | None = None, high: float | None = None
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    error: type[BtuneWrapError] = ConfigError,
 ) -> float:
-    """``value`` as a finite ``float`` in ``[low, high]`` (NaN and infinities refused)."""
+    """``value`` as a finite ``float`` in ``[low, high]`` (NaN and infinities refused; ``error``
+    as in :func:`parse_int`)."""
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
@@ -75,7 +89,7 @@ def parse_float(
     )
     if not ok:
         bounds = _range_text(low, high)
-        raise ConfigError(invalid(name, value, f"a finite number {bounds}".rstrip()))
+        raise error(invalid(name, value, f"a finite number {bounds}".rstrip()))
     return float(value)  # type: ignore[arg-type]
 
 

@@ -47,6 +47,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from .errors import InputError, invalid
+from .parse import parse_int
 
 #: The smallest chunk (bytes) the plugin runs inference on: C-Blosc2's ``BLOSC_MIN_BUFFERSIZE``.
 MIN_CHUNK_NBYTES: int = 32
@@ -519,16 +520,6 @@ def _as_bytes(chunk: bytes | memoryview | np.ndarray) -> np.ndarray:
     return np.frombuffer(view, dtype=np.uint8)
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(invalid(name, value, expected))
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        raise InputError(invalid(name, value, expected))
-    return value
-
-
 def effective_blocksize(nbytes: int, typesize: int, blocksize: int) -> int:
     """The blocksize C-Blosc2 uses when the probe compresses a chunk of ``nbytes``.
 
@@ -611,9 +602,9 @@ class ChunkProbe:
     """
 
     def __init__(self, nbytes: int, typesize: int, blocksize: int) -> None:
-        nbytes = _check_int("chunk nbytes", nbytes, 0)
-        typesize = _check_int("typesize", typesize, 1)
-        blocksize = _check_int("blocksize", blocksize, 1)
+        nbytes = parse_int("chunk nbytes", nbytes, 0, error=InputError)
+        typesize = parse_int("typesize", typesize, 1, error=InputError)
+        blocksize = parse_int("blocksize", blocksize, 1, error=InputError)
         if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
             expected = (
                 f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
@@ -815,7 +806,9 @@ def zeros_speed(nbytes: int) -> float:
     nbytes : int
         Size of the buffer in bytes, at least :data:`MIN_CHUNK_NBYTES`.
     """
-    return _zeros_speed(_check_int("nbytes", nbytes, MIN_CHUNK_NBYTES, MAX_CHUNK_NBYTES))
+    return _zeros_speed(
+        parse_int("nbytes", nbytes, MIN_CHUNK_NBYTES, MAX_CHUNK_NBYTES, error=InputError)
+    )
 
 
 @functools.cache

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError, invalid
+from .parse import parse_int
 
 if TYPE_CHECKING:
     import blosc2
@@ -107,8 +108,7 @@ def chunk_buffer(data: Any, i: int, chunks: Sequence[int], blocks: Sequence[int]
         )
     grid = chunk_grid(shape, chunks)
     nchunks = math.prod(grid)
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < nchunks:
-        raise InputError(invalid("chunk index", i, f"an integer from 0 to {nchunks - 1}"))
+    parse_int("chunk index", i, 0, nchunks - 1, error=InputError)
     coords = np.unravel_index(int(i), grid)
     region = tuple(
         slice(k * c, min((k + 1) * c, s)) for k, c, s in zip(coords, chunks, shape, strict=True)
@@ -608,8 +608,7 @@ def check_array(
 
 
 def _check_index(i: int, nchunks: int) -> None:
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < nchunks:
-        raise InputError(invalid("chunk index", i, f"an integer from 0 to {nchunks - 1}"))
+    parse_int("chunk index", i, 0, nchunks - 1, error=InputError)
 
 
 def _check_shape(field: str, value: object, ndim: int) -> tuple[int, ...] | None:
