@@ -24,7 +24,6 @@ are extracted (to a temporary directory) from a Blosc2-Btune git repository's
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
@@ -82,26 +81,10 @@ def extract_models(btune_repo: str, directory: Path) -> Path:
 
 def plugin(models: Path, nchunks: int) -> list[float]:
     """The plugin's ``time entropy`` per chunk, in seconds, from its trace."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTUNE_")}
-    env.update(
-        BTUNE_TRACE="1",
-        BTUNE_MODELS_DIR=str(models),
-        BTUNE_USE_INFERENCE="-1",
-        BTUNE_TRADEOFF="0.5",
-        BTUNE_PERF_MODE="COMP",
-        # C-Blosc2 finds the plugin through the first `python` on PATH: make it ours.
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(nchunks)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    # The trace table goes to the C stdout, the TRACE lines to the C stderr: read both.
-    times = re.findall(r"time entropy=([0-9.eE+-]+)", run.stdout + run.stderr)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.reveal import run_plugin_child
+
+    times = re.findall(r"time entropy=([0-9.eE+-]+)", run_plugin_child(CHILD, nchunks, models))
     return [float(t) for t in times]
 
 

@@ -69,25 +69,10 @@ def write_reveal_model(directory: str, feature: int, lo: float, hi: float, k: in
 def plugin_features(directory: str, lo: float, std: float, nchunks: int) -> list[float]:
     """The feature the model in ``directory`` reveals, per chunk of :data:`REVEAL_CHILD`'s data,
     as the plugin computes it (to the grid step ``std``)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BTUNE_")}
-    env.update(
-        BTUNE_TRACE="1",
-        BTUNE_MODELS_DIR=directory,
-        BTUNE_USE_INFERENCE="-1",
-        BTUNE_TRADEOFF="0.5",
-        BTUNE_PERF_MODE="COMP",
-        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", REVEAL_CHILD, str(nchunks)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
     # The table goes to stdout, the TRACE lines to stderr.
-    found = re.findall(r"Inference category=(\d+)", run.stdout + run.stderr)
+    found = re.findall(
+        r"Inference category=(\d+)", run_plugin_child(REVEAL_CHILD, nchunks, directory)
+    )
     return [lo + std * int(c) for c in found]
 
 
@@ -111,3 +96,21 @@ def speed_feature_ratio(directory: str, nchunks: int) -> float:
     std = write_reveal_model(directory, 1, lo, hi)
     theirs = plugin_features(directory, lo, std, nchunks)
     return statistics.median(theirs) / statistics.median(our_speed_features(nchunks))
+
+
+def run_plugin_child(code: str, nchunks: int, models: str | os.PathLike[str]) -> str:
+    """Run ``code`` (with ``nchunks`` as its argument) in a child where the plugin infers
+    with ``models`` at tradeoff 0.5, COMP, its trace on; return the child's stdout + stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BTUNE_")}
+    env.update(
+        BTUNE_TRACE="1",
+        BTUNE_MODELS_DIR=str(models),
+        BTUNE_USE_INFERENCE="-1",
+        BTUNE_TRADEOFF="0.5",
+        BTUNE_PERF_MODE="COMP",
+        # C-Blosc2 finds the plugin through the first `python` on PATH: make it ours.
+        PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+    )
+    argv = [sys.executable, "-c", code, str(nchunks)]
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=True)
+    return run.stdout + run.stderr

@@ -31,7 +31,13 @@ from btune_wrap.measurements import CHUNK_EXTRA, RESULT_EXTRA, Measurements
 from btune_wrap.objective import TRADEOFFS, best_index, contested, objective_matrix
 from btune_wrap.sources import open_source
 from tests.test_engines_newest import make_data
-from tests.test_measure import ITEMS, NCHUNKS, assert_same_tables, mixed_data
+from tests.test_measure import (
+    ITEMS,
+    NCHUNKS,
+    assert_same_tables,
+    run_until_checkpoint,
+    write_mixed_b2nd,
+)
 from tests.test_sources import write_all_formats
 
 FEW = [
@@ -55,9 +61,7 @@ def formats(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def b2(tmp_path_factory) -> Path:
     """40 chunks of 5000 int64 of five kinds (the serial gather's test file)."""
-    path = tmp_path_factory.mktemp("killed") / "mixed.b2nd"
-    blosc2.asarray(mixed_data(NCHUNKS), chunks=(ITEMS,), blocks=(1250,), urlpath=str(path))
-    return path
+    return write_mixed_b2nd(tmp_path_factory.mktemp("killed") / "mixed.b2nd")
 
 
 @pytest.fixture(scope="module")
@@ -134,23 +138,6 @@ def test_directories_without_the_optional_columns_still_load(formats, tmp_path):
     loaded = Measurements.load(old)
     assert_same_tables(loaded, meas)
     assert "worker" not in loaded.chunks and "crepeats" not in loaded.results
-
-
-def run_until_checkpoint(cmd: list[str], out: Path) -> None:
-    """Run a ``btune gather`` child and kill it as soon as it wrote a checkpoint."""
-    work = partial_dir(out)
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while not any(work.glob("part-*")):
-            assert child.poll() is None, f"the child ended early: {child.communicate()}"
-            assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.002)
-    finally:
-        child.kill()
-        child.wait()
-    assert not out.exists(), "the child finished before it was killed"
 
 
 @pytest.mark.parametrize("first", ["serial", "cluster"])

@@ -7,6 +7,7 @@ the 64 categories (the tutorial's 32 and their "always split" variants), one tim
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -50,11 +51,15 @@ def mixed_data(nchunks: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([kinds[i % len(kinds)]() for i in range(nchunks)]).astype(np.int64)
 
 
-@pytest.fixture(scope="module")
-def b2(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("gather") / "mixed.b2nd"
+def write_mixed_b2nd(path: Path) -> Path:
+    """:func:`mixed_data` of :data:`NCHUNKS` chunks as a ``.b2nd`` file (blocks of 1250)."""
     blosc2.asarray(mixed_data(NCHUNKS), chunks=(ITEMS,), blocks=(1250,), urlpath=str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def b2(tmp_path_factory) -> Path:
+    return write_mixed_b2nd(tmp_path_factory.mktemp("gather") / "mixed.b2nd")
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +143,11 @@ def test_summary_names_the_most_frequent_winners(reference):
 # -- resume after a kill ---------------------------------------------------------------------
 
 
-def test_resume_after_kill_gives_identical_tables(b2, reference, tmp_path):
-    out = tmp_path / "killed.meas"
+def run_until_checkpoint(cmd: list[str], out: Path) -> None:
+    """Run a ``btune gather`` child and kill it as soon as it wrote a checkpoint."""
     work = partial_dir(out)
-    cmd = [sys.executable, str(SCRIPT), str(b2), "--output", str(out), "--categories", "split"]
-    cmd += ["--repeats", "1", "--checkpoint-every", "0", "--quiet"]
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     try:
         while not any(work.glob("part-*")):
@@ -154,6 +158,14 @@ def test_resume_after_kill_gives_identical_tables(b2, reference, tmp_path):
         child.kill()
         child.wait()
     assert not out.exists(), "the child finished before it was killed"
+
+
+def test_resume_after_kill_gives_identical_tables(b2, reference, tmp_path):
+    out = tmp_path / "killed.meas"
+    work = partial_dir(out)
+    cmd = [sys.executable, str(SCRIPT), str(b2), "--output", str(out), "--categories", "split"]
+    cmd += ["--repeats", "1", "--checkpoint-every", "0", "--quiet"]
+    run_until_checkpoint(cmd, out)
     parts = sorted(p.name for p in work.glob("part-*"))
     assert 1 <= len(parts) < NCHUNKS
 
