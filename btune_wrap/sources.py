@@ -496,15 +496,22 @@ def _open_npy(name: str, file: Path, chunks, blocks) -> ChunkSource:
     )
 
 
-def _open_hdf5(name: str, file: Path, inner: str | None, chunks, blocks) -> ChunkSource:
+def _needs(name: str, what: str, *modules: str) -> list[Any]:
+    """Import the optional ``modules`` an input of kind ``what`` needs, or say how to get them."""
+    import importlib
+
     try:
-        import h5py
-        import hdf5plugin  # noqa: F401  (registers the compression filters)
+        return [importlib.import_module(m) for m in modules]
     except ImportError as exc:
         raise InputError(
-            f"input {name!r} is HDF5, which needs h5py and hdf5plugin "
+            f"input {name!r} is {what}, which needs {' and '.join(modules)} "
             f"(pip install 'btune_wrap[io]'): {exc}"
         ) from None
+
+
+def _open_hdf5(name: str, file: Path, inner: str | None, chunks, blocks) -> ChunkSource:
+    # hdf5plugin registers the compression filters when imported.
+    h5py, _ = _needs(name, "HDF5", "h5py", "hdf5plugin")
     try:
         h5 = h5py.File(file, "r")
     except OSError as exc:
@@ -546,13 +553,7 @@ def _is_dataset(obj: object) -> bool:
 
 
 def _open_zarr(name: str, file: Path, inner: str | None, chunks, blocks) -> ChunkSource:
-    try:
-        import zarr
-    except ImportError as exc:
-        raise InputError(
-            f"input {name!r} is a Zarr store, which needs zarr (pip install 'btune_wrap[io]'): "
-            f"{exc}"
-        ) from None
+    (zarr,) = _needs(name, "a Zarr store", "zarr")
     try:
         node = zarr.open(store=str(file), mode="r")
         if inner is not None:
