@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from btune_wrap import measure
+from btune_wrap import measure, measurements
 from btune_wrap import train as tr
 from btune_wrap.evaluate import Method, evaluate
 from btune_wrap.objective import TRADEOFFS, objective_matrix
@@ -90,7 +90,7 @@ def layout(shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple, tuple]:
     return tuple(int(c) for c in chunks), tuple(int(b) for b in blocks)
 
 
-def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measure.Measurements:
+def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measurements.Measurements:
     """The cached gather of ``npy`` (made now if absent; an interrupted one is resumed)."""
     arr = np.load(npy, mmap_mode="r")
     chunks, blocks = layout(arr.shape, arr.dtype)
@@ -102,7 +102,9 @@ def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measure.Measu
     )  # fmt: skip
 
 
-def subset(meas: measure.Measurements, keep: np.ndarray, path: Path) -> measure.Measurements:
+def subset(
+    meas: measurements.Measurements, keep: np.ndarray, path: Path
+) -> measurements.Measurements:
     """The measurements of the chunks ``keep`` (source indices), saved to ``path``.
 
     Belongs in ``btune_wrap.measure`` (e.g. ``Measurements.select(chunks)``) once the refactor
@@ -111,7 +113,7 @@ def subset(meas: measure.Measurements, keep: np.ndarray, path: Path) -> measure.
     chunks = meas.chunks[meas.chunks["chunk"].isin(keep)].reset_index(drop=True)
     results = meas.results[meas.results["chunk"].isin(keep)].reset_index(drop=True)
     meta = dict(meas.meta, measured_chunks=len(chunks))
-    sub = measure.Measurements(meta, chunks, results)
+    sub = measurements.Measurements(meta, chunks, results)
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)  # ours: rewritten from the cached gather each run
@@ -119,7 +121,7 @@ def subset(meas: measure.Measurements, keep: np.ndarray, path: Path) -> measure.
     return sub
 
 
-def train_models(even: measure.Measurements, models_dir: Path) -> bool:
+def train_models(even: measurements.Measurements, models_dir: Path) -> bool:
     """Train and export the comp and decomp models of ``even``; False if too few chunks."""
     if even.nchunks < tr.MIN_CHUNKS:
         return False
@@ -135,7 +137,7 @@ def train_models(even: measure.Measurements, models_dir: Path) -> bool:
 ORACLES = ("known", "measured")
 
 
-def gains(choices: pd.DataFrame, odd: measure.Measurements, mode: str) -> dict[str, dict]:
+def gains(choices: pd.DataFrame, odd: measurements.Measurements, mode: str) -> dict[str, dict]:
     """Mean gain ``exp(J_oracle - J) - 1`` per method over chunks and tradeoffs, against two
     oracles: ``known``, the evaluation's (the best category known for the chunk: the gather's
     32 plus every other method's choice, measured there), and ``measured``, the best of the

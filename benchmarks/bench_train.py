@@ -36,19 +36,19 @@ from pathlib import Path
 import blosc2
 import numpy as np
 
-from btune_wrap import measure
+from btune_wrap import measure, measurements
 from btune_wrap import train as tr
 from btune_wrap.data import mixed_int, rand_int
 
 TARGET = 0.05
 
 
-def gathered(name: str, data: np.ndarray, out: Path) -> tuple[measure.Measurements, float]:
+def gathered(name: str, data: np.ndarray, out: Path) -> tuple[measurements.Measurements, float]:
     """The gather of ``data`` (chunks of 5000), made once and reused; returns it and its time
     (0 when reused)."""
     meas_dir = out / f"{name}.b2nd.meas"
     if meas_dir.is_dir():
-        meas = measure.Measurements.load(meas_dir)
+        meas = measurements.Measurements.load(meas_dir)
         if meas.nchunks == data.size // 5000:
             return meas, 0.0
     source = out / f"{name}.b2nd"
@@ -123,7 +123,7 @@ def probe_only_features(source: Path, nchunks: int) -> np.ndarray:
 
 
 def sweep(
-    meas: measure.Measurements, shifted: np.ndarray, seeds: tuple[int, ...] = (0, 1, 2)
+    meas: measurements.Measurements, shifted: np.ndarray, seeds: tuple[int, ...] = (0, 1, 2)
 ) -> list[dict[str, object]]:
     """Each variant trained with each seed (another split and other initial weights)."""
     variants = [
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print_end_to_end(name, results[name])
         print(f"end to end (gather + both models): {results[name]['end_to_end_s']:.1f} s")
     if args.sweep:
-        meas = measure.Measurements.load(out / "mixed.b2nd.meas")
+        meas = measurements.Measurements.load(out / "mixed.b2nd.meas")
         shifted = probe_only_features(out / "mixed.b2nd", meas.nchunks)
         ratio = np.median(shifted[:, 1]) / np.median(meas.features()[:, 1])
         print(
