@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import BtuneConfig, PerfMode, RepeatMode
+from .config import GENERAL_MODEL_DIR, BtuneConfig, PerfMode, RepeatMode
 from .errors import (
     BtuneWrapError,
     ConfigError,
@@ -63,6 +63,7 @@ __all__ = [
     "BtuneConfig",
     "BtuneWrapError",
     "ConfigError",
+    "GENERAL_MODEL_DIR",
     "InferenceLine",
     "InputError",
     "MeasureError",
