@@ -12,7 +12,9 @@ For each array of the corpus (``benchmarks/corpus.py``, cached in ``build/corpus
    the even half has fewer than :data:`btune_wrap.train.MIN_CHUNKS` chunks);
 3. ``general``: leave one dataset out: models trained on every chunk of all the OTHER datasets
    (the general model's recipe, :func:`btune_wrap.general.train_general`, minus that dataset),
-   evaluated on the same odd chunks (protocol ``loo``, ``test_chunks="odd"``);
+   evaluated on the same odd chunks (protocol ``loo``, ``test_chunks="odd"``); beside it
+   ``corpus_best``, the single category of best mean objective over the other datasets
+   (:func:`corpus_best`: the constant a general model has to beat);
 4. score every method by its mean *gain* ``exp(J_oracle - J_choice) - 1`` over the odd chunks
    and the tradeoffs 0, 0.1, ..., 1 (:func:`btune_wrap.evaluate.gain_table`), against two
    oracles: ``known``, the best category known for the chunk (the 32 measured, plus every
@@ -56,14 +58,16 @@ from btune_wrap import train as tr
 from btune_wrap.crossval import Protocol, crossval, even_odd, with_means
 from btune_wrap.evaluate import ORACLES, Method, evaluate, gain_table
 from btune_wrap.measurements import Measurements
+from btune_wrap.objective import TRADEOFFS, hindsight_best, objective_matrix
 from btune_wrap.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_BYTES = 256 * 1024
 MODES = ("comp", "decomp")
-#: Table columns, in order: the per-dataset model, the general model (leave-one-dataset-out),
-#: the alternatives, the oracle (above 0 against ``measured`` when a method's choice beat the 32).
-METHODS = ("model", "general", "genetic", "defaults", "fixed_best", "oracle")
+#: Table columns, in order: the per-dataset model, the general model (leave-one-dataset-out)
+#: and its constant rival (:func:`corpus_best`), the alternatives, the oracle (below 0 against
+#: ``measured`` when a method's choice beat the 32).
+METHODS = ("model", "general", "corpus_best", "genetic", "defaults", "fixed_best", "oracle")
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> tuple:
@@ -121,7 +125,34 @@ def run_methods(sets: list, genetic: bool, progress) -> pd.DataFrame:
     general = loo.choices[loo.choices["method"] == "model"].assign(method="general")
     for note in {**own.notes, **loo.notes}.items():
         print(f"note: {note[0]}: {note[1]}")
-    return pd.concat([own.choices, general], ignore_index=True)
+    return pd.concat([own.choices, general, corpus_best(sets)], ignore_index=True)
+
+
+def corpus_best(sets: list, *, own: bool = False) -> pd.DataFrame:
+    """Choice rows (as in :attr:`Evaluation.choices`, the columns :func:`gain_table` reads) of
+    ``corpus_best``: for each dataset, at each tradeoff, the category of best mean ``J`` over
+    every chunk of all the OTHER datasets (:func:`hindsight_best` of the pooled chunks): what
+    a user without measurements of their own could take from the corpus, the general model's
+    constant rival. Scored on the dataset's odd chunks. ``own``: the category of best mean
+    over the dataset's own odd chunks instead (``fixed_best``, as the evaluation has it)."""
+    frames = []
+    for mode in MODES:
+        js = [objective_matrix(*m.matrices(), mode, TRADEOFFS) for m in sets]
+        for i, meas in enumerate(sets):
+            others = np.concatenate([j for k, j in enumerate(js) if k != i], axis=1)
+            odd = (meas.chunks["chunk"] % 2 == 1).to_numpy()
+            j = js[i][:, odd, :]
+            best = hindsight_best(j if own else others)
+            chosen = np.take_along_axis(j, best[:, None, None], axis=-1)[..., 0]
+            n = int(odd.sum())
+            frames.append(pd.DataFrame({
+                "mode": mode, "dataset": meas.name,
+                "chunk": np.tile(meas.chunks["chunk"].to_numpy()[odd], len(TRADEOFFS)),
+                "tradeoff": np.repeat(TRADEOFFS, n),
+                "method": "fixed_best" if own else "corpus_best",
+                "j": chosen.ravel(), "j_measured": j.max(axis=-1).ravel(),
+            }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
 
 
 def gain_tables(choices: pd.DataFrame) -> pd.DataFrame:
@@ -139,32 +170,54 @@ def gain_tables(choices: pd.DataFrame) -> pd.DataFrame:
 CURVE_SIZES = (25, 50, 100, 200, 400)
 
 
+#: Draws of the training chunks per size (each size's gain is the mean over the draws).
+CURVE_DRAWS = 3
+
+
 def chunk_curve(sets: list, baseline: pd.DataFrame) -> pd.DataFrame:
     """Mean gain (``measured`` oracle, over the datasets' odd chunks) of models trained on
-    ``n`` chunks drawn from the pooled even chunks, per mode and ``n``; ``general`` and
-    ``fixed_best`` are the means of ``baseline`` (the ``measured`` gain table)."""
+    ``n`` chunks drawn from the pooled even chunks, per mode and ``n`` (mean and spread over
+    :data:`CURVE_DRAWS` draws, seeds 0, 1, ...; one for all the chunks); the baseline columns
+    are the means of ``baseline`` (a ``measured`` gain table)."""
     halves = [even_odd(m) for m in sets]
     pool = [(i, c) for i, (even, _) in enumerate(halves) for c in even.chunks["chunk"]]
     sizes = sorted({n for n in CURVE_SIZES if n < len(pool)} | {len(pool)})
-    rng = np.random.default_rng(0)
     rows = []
     for n in sizes:
-        drawn = [pool[k] for k in rng.choice(len(pool), n, replace=False)]
-        train = [even.select([c for i, c in drawn if i == k], f"{even.name}[{n}]")
-                 for k, (even, _) in enumerate(halves)]  # fmt: skip
-        train = [m for m in train if m.nchunks]
+        gains: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for draw in range(CURVE_DRAWS if n < len(pool) else 1):
+            rng = np.random.default_rng(draw)
+            drawn = [pool[k] for k in rng.choice(len(pool), n, replace=False)]
+            train = [even.select([c for i, c in drawn if i == k], f"{even.name}[{n}]")
+                     for k, (even, _) in enumerate(halves)]  # fmt: skip
+            train = [m for m in train if m.nchunks]
+            for mode in MODES:
+                with tempfile.TemporaryDirectory() as tmp:
+                    tr.export(tr.fit(train, mode, TrainConfig(seed=draw)), tmp)
+                    ev = evaluate(tmp, [odd for _, odd in halves], mode, methods=[Method.MODEL],
+                                  progress=False)  # fmt: skip
+                gains[mode].append(gain_table(ev.choices, "measured")["model"].mean())
         for mode in MODES:
-            with tempfile.TemporaryDirectory() as tmp:
-                tr.export(tr.fit(train, mode, TrainConfig(seed=0)), tmp)
-                ev = evaluate(tmp, [odd for _, odd in halves], mode, methods=[Method.MODEL],
-                              progress=False)  # fmt: skip
-            per_dataset = gain_table(ev.choices, "measured")["model"]
-            base = baseline.loc[mode]
-            rows.append({"mode": mode, "train_chunks": n, "model": per_dataset.mean(),
-                         "general": base["general"].mean(),
-                         "fixed_best": base["fixed_best"].mean()})  # fmt: skip
-            print(f"{mode:6s} {n:4d} training chunks: model {_pct(rows[-1]['model'])}", flush=True)
+            row = {"mode": mode, "train_chunks": n, "draws": len(gains[mode]),
+                   "model": np.mean(gains[mode]), "model_min": np.min(gains[mode]),
+                   "model_max": np.max(gains[mode])}  # fmt: skip
+            row.update(baseline.loc[mode].mean().to_dict())
+            rows.append(row)
+            spread = f"{_pct(row['model_min'])} .. {_pct(row['model_max'])}"
+            print(f"{mode:6s} {n:4d} chunks: model {_pct(row['model'])} ({spread})", flush=True)
     return pd.DataFrame(rows)
+
+
+def baseline_table(sets: list, out: Path) -> pd.DataFrame:
+    """The curve's baselines without the evaluations: ``fixed_best`` and ``corpus_best``
+    from the measurements, ``general`` from a previous run's ``gain.csv`` if there is one."""
+    table = gain_table(pd.concat([corpus_best(sets), corpus_best(sets, own=True)]), "measured")
+    previous = out / "gain.csv"
+    if previous.is_file():
+        old = pd.read_csv(previous)
+        old = old[(old["against"] == "measured") & (old["dataset"] != "mean")]
+        table["general"] = old.set_index(["mode", "dataset"])["general"]
+    return table
 
 
 def plot_curve(curve: pd.DataFrame, path: Path) -> None:
@@ -175,9 +228,12 @@ def plot_curve(curve: pd.DataFrame, path: Path) -> None:
     axes = fig.subplots(1, len(MODES))
     for ax, mode in zip(axes, MODES, strict=True):
         part = curve[curve["mode"] == mode]
-        ax.plot(part["train_chunks"], 100 * part["model"], "o-", label="model (pooled even)")
-        for col, style in (("general", "--"), ("fixed_best", ":")):
-            ax.axhline(100 * part[col].iloc[0], ls=style, color="k", label=col)
+        x = part["train_chunks"]
+        ax.plot(x, 100 * part["model"], "o-", label="model (pooled even chunks)")
+        ax.fill_between(x, 100 * part["model_min"], 100 * part["model_max"], alpha=0.2)
+        for col, style in (("general", "--"), ("corpus_best", "-."), ("fixed_best", ":")):
+            if col in part.columns:
+                ax.axhline(100 * part[col].iloc[0], ls=style, color="k", label=col)
         ax.set_xscale("log")
         ax.set_xlabel("training chunks (256 KB)")
         ax.set_ylabel(f"{mode.upper()} mean gain (%)")
@@ -230,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", help="these corpus arrays only")
     p.add_argument("--no-genetic", action="store_true", help="leave out genetic Btune")
     p.add_argument("--no-curve", action="store_true", help="leave out the chunk-count curve")
+    p.add_argument(
+        "--curve-only", action="store_true", help="only the chunk-count curve (no evaluations)"
+    )
     args = p.parse_args(argv)
     manifest = args.corpus / "manifest.json"
     if not manifest.is_file():
@@ -249,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         meas = gathered(args.corpus / f"{name}.npy", args.meas / f"{name}.meas", args.max_chunks)
         costs.append(gather_cost(meas, time.perf_counter() - t0))
         sets.append(meas)
+    if args.curve_only:
+        run_curve(sets, baseline_table(sets, args.out), args.out)
+        return 0
     choices = run_methods(sets, not args.no_genetic, lambda line: print(line, flush=True))
     table = gain_tables(choices)
     heads = " ".join(f"{m:>10s}" for m in METHODS)
@@ -263,12 +325,17 @@ def main(argv: list[str] | None = None) -> int:
     print(pd.DataFrame(costs).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if not args.no_curve:
         measured = gain_table(choices, "measured")
-        curve = chunk_curve(sets, measured)
-        print(curve.to_string(index=False, float_format=lambda v: f"{100 * v:.1f}%"))
-        curve.to_csv(args.out / "chunks.csv", index=False)
-        plot_curve(curve, args.out / "chunks.png")
+        run_curve(sets, measured[["general", "corpus_best", "fixed_best"]], args.out)
     print(f"wrote {args.out}/gain.csv, gain.png, gather.csv, chunks.csv, chunks.png")
     return 0
+
+
+def run_curve(sets: list, baseline: pd.DataFrame, out: Path) -> None:
+    """The chunk-count curve, printed and saved as ``chunks.csv`` and ``chunks.png``."""
+    curve = chunk_curve(sets, baseline)
+    print(curve.to_string(index=False, float_format=lambda v: f"{100 * v:.1f}%"))
+    curve.to_csv(out / "chunks.csv", index=False)
+    plot_curve(curve, out / "chunks.png")
 
 
 def gather_cost(meas: Measurements, wall: float) -> dict:
