@@ -14,7 +14,7 @@ from btune_wrap import ConfigError, InputError
 from btune_wrap.cli import main as cli_main
 from btune_wrap.crossval import Protocol, crossval, even_odd, folds
 from btune_wrap.data import mixed_int
-from btune_wrap.evaluate import gain_table
+from btune_wrap.evaluate import evaluate, gain_table
 from btune_wrap.measure import gather
 from btune_wrap.measurements import Measurements
 from btune_wrap.objective import TRADEOFFS, hindsight_best, objective_matrix
@@ -161,3 +161,21 @@ def test_crossval_command_prints_and_writes_the_tables(datasets, tmp_path, capsy
     assert cli_main([*argv, "--quiet", "--output", str(out)]) == 2
     assert cli_main(["crossval", str(datasets[0]), "--quiet"]) == 2
     assert "at least two datasets" in capsys.readouterr().err
+
+
+def test_evaluate_prints_the_gain_per_dataset_against_both_oracles(datasets):
+    ev = evaluate(None, datasets, "comp", methods=["fixed_best", "defaults"], progress=False)
+    text = ev.format()
+    assert "Mean gain over the tradeoffs (vs best measured): oracle" in text
+    assert "Mean gain per dataset (its own fixed best category):" in text
+    table = gain_table(ev.choices)
+    assert table.index.tolist() == ["alpha.meas", "beta.meas"]
+    for name in table.index:
+        assert f"{name}" in text
+    # the summary's measured gain is the mean of the choices' gain_measured
+    rows = ev.choices[(ev.choices["method"] == "defaults") & (ev.choices["tradeoff"] == 1.0)]
+    summary = ev.summary.set_index(["tradeoff", "method"])
+    assert summary.loc[(1.0, "defaults"), "mean_gain_measured"] == pytest.approx(
+        rows["gain_measured"].mean()
+    )
+    np.testing.assert_allclose(rows["gain_measured"], np.expm1(rows["j_measured"] - rows["j"]))
