@@ -29,6 +29,9 @@ Two engines make the same decisions:
 * ``0``: the model is not run. The tweak starts from blosc2's default parameters (ZSTD,
   shuffle, its default level and split mode). No models directory is needed.
 
+Without a models directory (``models_dir=None``) the Python engine uses the general model
+shipped with the package (:data:`btune_wrap.config.GENERAL_MODEL_DIR`).
+
 (The plugin itself, with ``use_inference=0`` and a models directory, starts from the first
 category of the model's list and tunes threads and levels; without a models directory it
 runs its genetic search.)
