@@ -4,35 +4,40 @@ For each array of the corpus (``benchmarks/corpus.py``, cached in ``build/corpus
 
 1. gather it (:func:`btune_wrap.measure.gather`) in chunks of about 256 KB (whole rows of the
    trailing dimensions, as many leading rows as fit), with the default 32 categories, 3 repeats,
-   1 thread; the measurements are cached in ``build/corpus-meas/<name>.meas`` and reused;
-2. split the measured chunks by their index in the array: EVEN chunks train, ODD chunks test
-   (two filtered measurement directories, ``build/corpus-meas/split/``);
-3. per mode (COMP, DECOMP): train a model on the even chunks (:func:`btune_wrap.train.fit`, the
-   default :class:`~btune_wrap.train.TrainConfig`; only where the even half has at least
-   :data:`btune_wrap.train.MIN_CHUNKS` chunks) and evaluate on the odd chunks with
-   :func:`btune_wrap.evaluate.evaluate` (model, genetic Btune, blosc2 defaults, and its own
-   fixed-best category of the dataset totals);
-4. score every method by its *gain* ``exp(J_oracle - J_choice) - 1`` (``J`` from
-   :func:`btune_wrap.objective.objective_matrix` through the evaluation): how much better the
-   best category of that chunk is. Mean over the odd chunks and the tradeoffs 0, 0.1, ..., 1.
-   Beside the evaluation's methods, ``hindsight``: at each tradeoff, the single category of
-   best *mean objective* over the dataset's (odd) chunks, the best a user who tries the 32
-   categories once on the data can do. Two oracles (:func:`gains`): ``known``, the
-   evaluation's (the gather's 32 categories plus every method's choice, measured on the chunk:
-   it moves with the genetic search's timing-dependent choices, e.g. split variants), and
-   ``measured``, the best of the 32 only (the same whichever methods run).
+   1 thread; the measurements are cached in ``build/corpus-meas-40/<name>.meas`` and reused;
+2. ``model``: per dataset, models trained on its EVEN chunks (by index in the array), evaluated
+   on its ODD chunks with genetic Btune, blosc2's defaults and the dataset's own hindsight
+   category (``fixed_best``: at each tradeoff the category of best mean objective over the
+   odd chunks) (:func:`btune_wrap.crossval.crossval`, protocol ``even-odd``; no model where
+   the even half has fewer than :data:`btune_wrap.train.MIN_CHUNKS` chunks);
+3. ``general``: leave one dataset out: models trained on every chunk of all the OTHER datasets
+   (the general model's recipe, :func:`btune_wrap.general.train_general`, minus that dataset),
+   evaluated on the same odd chunks (protocol ``loo``, ``test_chunks="odd"``); beside it
+   ``corpus_best``, the single category of best mean objective over the other datasets
+   (:func:`corpus_best`: the constant a general model has to beat);
+4. score every method by its mean *gain* ``exp(J_oracle - J_choice) - 1`` over the odd chunks
+   and the tradeoffs 0, 0.1, ..., 1 (:func:`btune_wrap.evaluate.gain_table`), against two
+   oracles: ``known``, the best category known for the chunk (the 32 measured, plus every
+   method's choice measured afresh by the evaluation: it moves with genetic Btune's
+   timing-dependent choices, e.g. split variants the 32 lack, so it is what a method could
+   have had), and ``measured``, the best of the 32 only (the same whichever methods ran);
+5. how many chunks are enough: models trained on 25, 50, 100, ... chunks drawn at random (seed
+   0) from the even chunks of all the datasets pooled, evaluated on every dataset's odd chunks
+   (mean gain over the datasets, ``measured`` oracle), beside the general model and the
+   hindsight category.
 
-The table (one row per oracle (column ``against``), dataset and mode; mean rows per oracle
-and mode) is printed and saved as ``<out>/gain.csv`` with a bar chart ``<out>/gain.png``;
-``<out>/gather.csv`` holds the gather's cost per chunk. Default (quick) mode measures at most
+Printed, and saved in ``<out>``: ``gain.csv`` (one row per oracle, mode and dataset, mean rows
+per mode), ``gain.png`` (bars, ``known`` oracle), ``chunks.csv`` and ``chunks.png`` (gain
+against the number of training chunks), ``gather.csv`` (the gather's cost per chunk and the
+probe's, i.e. the decision's, time per chunk). Default (quick) mode measures at most
 ``--max-chunks`` chunks per array (40, drawn at random with seed 0 from the whole array);
-``--full`` measures every chunk. The machine is shared: the quick mode takes about 15 minutes
-of one core the first time (gathers), 7 once they are cached (training, evaluation).
+``--full`` measures every chunk. The machine is shared: gathering takes about 15 minutes of one
+core the first time; training and evaluation about 30 minutes.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_quality.py [--max-chunks 40 | --full] [--only NAME ...]
-        [--no-genetic] [--corpus build/corpus] [--out bench_out/quality]
+        [--no-genetic] [--no-curve] [--corpus build/corpus] [--out bench_out/quality]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,14 +55,19 @@ import pandas as pd
 
 from btune_wrap import measure, measurements
 from btune_wrap import train as tr
-from btune_wrap.evaluate import Method, evaluate
-from btune_wrap.objective import TRADEOFFS, objective_matrix
+from btune_wrap.crossval import Protocol, crossval, even_odd, with_means
+from btune_wrap.evaluate import ORACLES, Method, evaluate, gain_table
+from btune_wrap.measurements import Measurements
+from btune_wrap.objective import TRADEOFFS, hindsight_best, objective_matrix
+from btune_wrap.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_BYTES = 256 * 1024
 MODES = ("comp", "decomp")
-#: Table columns, in order: the evaluation's methods, then the hindsight category.
-METHODS = ("model", "genetic", "defaults", "fixed_best", "hindsight", "oracle")
+#: Table columns, in order: the per-dataset model, the general model (leave-one-dataset-out)
+#: and its constant rival (:func:`corpus_best`), the alternatives, the oracle (below 0 against
+#: ``measured`` when a method's choice beat the 32).
+METHODS = ("model", "general", "corpus_best", "genetic", "defaults", "fixed_best", "oracle")
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> tuple:
@@ -102,136 +113,149 @@ def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measurements.
     )  # fmt: skip
 
 
-def subset(
-    meas: measurements.Measurements, keep: np.ndarray, path: Path
-) -> measurements.Measurements:
-    """The measurements of the chunks ``keep`` (source indices), saved to ``path``.
-
-    Belongs in ``btune_wrap.measure`` (e.g. ``Measurements.select(chunks)``) once the refactor
-    lands; written here because the benchmark must not change the package.
-    """
-    chunks = meas.chunks[meas.chunks["chunk"].isin(keep)].reset_index(drop=True)
-    results = meas.results[meas.results["chunk"].isin(keep)].reset_index(drop=True)
-    meta = dict(meas.meta, measured_chunks=len(chunks))
-    sub = measurements.Measurements(meta, chunks, results)
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)  # ours: rewritten from the cached gather each run
-    sub.save(path)
-    return sub
+def run_methods(sets: list, genetic: bool, progress) -> pd.DataFrame:
+    """The choices of every method on the odd chunks: per-dataset models (even/odd), the
+    general model left-one-dataset-out (renamed ``general``), genetic, defaults, fixed best."""
+    methods = [Method.MODEL, Method.FIXED_BEST, Method.DEFAULTS]
+    methods += [Method.GENETIC] if genetic else []
+    own = crossval(sets, Protocol.EVEN_ODD, "both", TrainConfig(seed=0), methods=methods,
+                   progress=progress)  # fmt: skip
+    loo = crossval(sets, Protocol.LEAVE_ONE_OUT, "both", TrainConfig(seed=0),
+                   methods=[Method.MODEL], test_chunks="odd", progress=progress)  # fmt: skip
+    general = loo.choices[loo.choices["method"] == "model"].assign(method="general")
+    for note in {**own.notes, **loo.notes}.items():
+        print(f"note: {note[0]}: {note[1]}")
+    return pd.concat([own.choices, general, corpus_best(sets)], ignore_index=True)
 
 
-def train_models(even: measurements.Measurements, models_dir: Path) -> bool:
-    """Train and export the comp and decomp models of ``even``; False if too few chunks."""
-    if even.nchunks < tr.MIN_CHUNKS:
-        return False
-    import shutil
-
-    shutil.rmtree(models_dir, ignore_errors=True)
+def corpus_best(sets: list, *, own: bool = False) -> pd.DataFrame:
+    """Choice rows (as in :attr:`Evaluation.choices`, the columns :func:`gain_table` reads) of
+    ``corpus_best``: for each dataset, at each tradeoff, the category of best mean ``J`` over
+    every chunk of all the OTHER datasets (:func:`hindsight_best` of the pooled chunks): what
+    a user without measurements of their own could take from the corpus, the general model's
+    constant rival. Scored on the dataset's odd chunks. ``own``: the category of best mean
+    over the dataset's own odd chunks instead (``fixed_best``, as the evaluation has it)."""
+    frames = []
     for mode in MODES:
-        tr.export(tr.fit(even, mode, tr.TrainConfig(seed=0)), models_dir)
-    return True
+        js = [objective_matrix(*m.matrices(), mode, TRADEOFFS) for m in sets]
+        for i, meas in enumerate(sets):
+            others = np.concatenate([j for k, j in enumerate(js) if k != i], axis=1)
+            odd = (meas.chunks["chunk"] % 2 == 1).to_numpy()
+            j = js[i][:, odd, :]
+            best = hindsight_best(j if own else others)
+            chosen = np.take_along_axis(j, best[:, None, None], axis=-1)[..., 0]
+            n = int(odd.sum())
+            frames.append(pd.DataFrame({
+                "mode": mode, "dataset": meas.name,
+                "chunk": np.tile(meas.chunks["chunk"].to_numpy()[odd], len(TRADEOFFS)),
+                "tradeoff": np.repeat(TRADEOFFS, n),
+                "method": "fixed_best" if own else "corpus_best",
+                "j": chosen.ravel(), "j_measured": j.max(axis=-1).ravel(),
+            }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
 
 
-#: The two oracles gains are measured against (see :func:`gains`).
-ORACLES = ("known", "measured")
+def gain_tables(choices: pd.DataFrame) -> pd.DataFrame:
+    """Both oracles' gain tables (with mean rows), long: ``against``, ``mode``, ``dataset``."""
+    parts = []
+    for oracle in ORACLES:
+        table = with_means(gain_table(choices, oracle))
+        table = table[[m for m in METHODS if m in table.columns]]
+        parts.append(table.reset_index().assign(against=oracle))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["against", "mode", "dataset", *[m for m in METHODS if m in out.columns]]]
 
 
-def gains(choices: pd.DataFrame, odd: measurements.Measurements, mode: str) -> dict[str, dict]:
-    """Mean gain ``exp(J_oracle - J) - 1`` per method over chunks and tradeoffs, against two
-    oracles: ``known``, the evaluation's (the best category known for the chunk: the gather's
-    32 plus every other method's choice, measured there), and ``measured``, the best of the
-    gather's categories only (the same whichever methods ran; a method choosing outside them
-    can score below 0). ``hindsight`` is scored here: at each tradeoff the category of best
-    mean ``J`` over the chunks."""
-    j = objective_matrix(*odd.matrices(), mode, TRADEOFFS)  # (ntradeoffs, nchunks, ncats)
-    j_measured = j.max(axis=-1)
-    best = np.argmax(j.mean(axis=1), axis=-1)
-    j_hind = np.take_along_axis(j, best[:, None, None], axis=-1)[..., 0]
-    out: dict[str, dict] = {o: {} for o in ORACLES}
-    for method, g in choices.groupby("method", sort=False):  # rows tradeoff-major
-        j_known = g["j_oracle"].to_numpy().reshape(j_measured.shape)
-        j_chosen = g["j"].to_numpy().reshape(j_measured.shape)
-        out["known"][method] = float(np.mean(np.expm1(j_known - j_chosen)))
-        out["measured"][method] = float(np.mean(np.expm1(j_measured - j_chosen)))
-    out["known"]["hindsight"] = float(np.mean(np.expm1(j_known - j_hind)))
-    out["measured"]["hindsight"] = float(np.mean(np.expm1(j_measured - j_hind)))
-    return out
+#: Training set sizes of the chunk-count curve (pooled even chunks; "all" is appended).
+CURVE_SIZES = (25, 50, 100, 200, 400)
 
 
-def run_dataset(name: str, args: argparse.Namespace) -> tuple[list[dict], dict]:
-    """Gather, split, train and evaluate one corpus array; its gain rows and gather cost."""
-    cache = args.meas
-    t0 = time.perf_counter()
-    meas = gathered(args.corpus / f"{name}.npy", cache / f"{name}.meas", args.max_chunks)
-    wall = time.perf_counter() - t0
-    ids = meas.chunks["chunk"].to_numpy()
-    even = subset(meas, ids[ids % 2 == 0], cache / "split" / f"{name}.even.meas")
-    odd = subset(meas, ids[ids % 2 == 1], cache / "split" / f"{name}.odd.meas")
-    cost = {
-        "dataset": name,
-        "measured_chunks": meas.nchunks,
-        "chunk_kb": float(meas.chunks["nbytes"].mean() / 1024),
-        "gather_s_per_chunk": float(meas.meta["elapsed"]) / max(1, meas.nchunks),
-        "probe_ms_per_chunk": float(meas.chunks["probe_time"].mean() * 1e3),
-        "reused": wall < 0.5 * float(meas.meta["elapsed"]),
-    }
-    models_dir = cache / "models" / name
-    t0 = time.perf_counter()
-    trained = train_models(even, models_dir)
-    cost["train_s"] = time.perf_counter() - t0 if trained else math.nan
-    methods = [Method.FIXED_BEST, Method.DEFAULTS]
-    methods += [Method.MODEL] if trained else []
-    methods += [] if args.no_genetic else [Method.GENETIC]
+#: Draws of the training chunks per size (each size's gain is the mean over the draws).
+CURVE_DRAWS = 3
+
+
+def chunk_curve(sets: list, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Mean gain (``measured`` oracle, over the datasets' odd chunks) of models trained on
+    ``n`` chunks drawn from the pooled even chunks, per mode and ``n`` (mean and spread over
+    :data:`CURVE_DRAWS` draws, seeds 0, 1, ...; one for all the chunks); the baseline columns
+    are the means of ``baseline`` (a ``measured`` gain table)."""
+    halves = [even_odd(m) for m in sets]
+    pool = [(i, c) for i, (even, _) in enumerate(halves) for c in even.chunks["chunk"]]
+    sizes = sorted({n for n in CURVE_SIZES if n < len(pool)} | {len(pool)})
     rows = []
-    for mode in MODES:
-        t0 = time.perf_counter()
-        ev = evaluate(models_dir if trained else None, odd.path, mode, methods=methods,
-                      progress=False)  # fmt: skip
-        cost[f"evaluate_{mode}_s"] = time.perf_counter() - t0
-        by_oracle = gains(ev.choices, odd, mode)
-        for oracle in ORACLES:
-            row = {"against": oracle, "dataset": name, "mode": mode,
-                   "train_chunks": even.nchunks, "test_chunks": odd.nchunks}  # fmt: skip
-            row.update({m: by_oracle[oracle].get(m, math.nan) for m in METHODS})
+    for n in sizes:
+        gains: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for draw in range(CURVE_DRAWS if n < len(pool) else 1):
+            rng = np.random.default_rng(draw)
+            drawn = [pool[k] for k in rng.choice(len(pool), n, replace=False)]
+            train = [even.select([c for i, c in drawn if i == k], f"{even.name}[{n}]")
+                     for k, (even, _) in enumerate(halves)]  # fmt: skip
+            train = [m for m in train if m.nchunks]
+            for mode in MODES:
+                with tempfile.TemporaryDirectory() as tmp:
+                    tr.export(tr.fit(train, mode, TrainConfig(seed=draw)), tmp)
+                    ev = evaluate(tmp, [odd for _, odd in halves], mode, methods=[Method.MODEL],
+                                  progress=False)  # fmt: skip
+                gains[mode].append(gain_table(ev.choices, "measured")["model"].mean())
+        for mode in MODES:
+            row = {"mode": mode, "train_chunks": n, "draws": len(gains[mode]),
+                   "model": np.mean(gains[mode]), "model_min": np.min(gains[mode]),
+                   "model_max": np.max(gains[mode])}  # fmt: skip
+            row.update(baseline.loc[mode].mean().to_dict())
             rows.append(row)
-        print(_format_row(rows[-2]), flush=True)
-    return rows, cost
+            spread = f"{_pct(row['model_min'])} .. {_pct(row['model_max'])}"
+            print(f"{mode:6s} {n:4d} chunks: model {_pct(row['model'])} ({spread})", flush=True)
+    return pd.DataFrame(rows)
+
+
+def baseline_table(sets: list, out: Path) -> pd.DataFrame:
+    """The curve's baselines without the evaluations: ``fixed_best`` and ``corpus_best``
+    from the measurements, ``general`` from a previous run's ``gain.csv`` if there is one."""
+    table = gain_table(pd.concat([corpus_best(sets), corpus_best(sets, own=True)]), "measured")
+    previous = out / "gain.csv"
+    if previous.is_file():
+        old = pd.read_csv(previous)
+        old = old[(old["against"] == "measured") & (old["dataset"] != "mean")]
+        table["general"] = old.set_index(["mode", "dataset"])["general"]
+    return table
+
+
+def plot_curve(curve: pd.DataFrame, path: Path) -> None:
+    """Gain against the number of training chunks, one panel per mode."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, len(MODES))
+    for ax, mode in zip(axes, MODES, strict=True):
+        part = curve[curve["mode"] == mode]
+        x = part["train_chunks"]
+        ax.plot(x, 100 * part["model"], "o-", label="model (pooled even chunks)")
+        ax.fill_between(x, 100 * part["model_min"], 100 * part["model_max"], alpha=0.2)
+        for col, style in (("general", "--"), ("corpus_best", "-."), ("fixed_best", ":")):
+            if col in part.columns:
+                ax.axhline(100 * part[col].iloc[0], ls=style, color="k", label=col)
+        ax.set_xscale("log")
+        ax.set_xlabel("training chunks (256 KB)")
+        ax.set_ylabel(f"{mode.upper()} mean gain (%)")
+        ax.legend(fontsize=8)
+    axes[0].set_title("gain vs training chunks (odd chunks of every dataset; best measured)")
+    fig.savefig(path, dpi=110)
 
 
 def _format_row(row: dict) -> str:
-    cells = " ".join(f"{_pct(row[m]):>10s}" for m in METHODS)
-    sizes = f"{int(row['train_chunks']):4d} {int(row['test_chunks']):4d}"
-    return f"{row['dataset']:16s} {row['mode']:6s} {sizes} {cells}"
+    cells = " ".join(f"{_pct(row.get(m, math.nan)):>10s}" for m in METHODS)
+    return f"{row['dataset']:16s} {row['mode']:6s} {cells}"
 
 
 def _pct(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def with_means(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with mean rows per mode: ``mean`` over every dataset that has the method,
-    ``mean_model`` over the datasets with a model only (all methods on the same datasets)."""
-    parts = [table]
-    keys = ["against", "mode"]
-    for label, rows in (("mean", table), ("mean_model", table[table["model"].notna()])):
-        groups = rows.groupby(keys, sort=False)
-        means = groups[list(METHODS)].mean()
-        means[["train_chunks", "test_chunks"]] = groups[["train_chunks", "test_chunks"]].sum()
-        means = means.reset_index()
-        means.insert(1, "dataset", label)
-        parts.append(means)
-    return pd.concat(parts, ignore_index=True)
-
-
 def plot(table: pd.DataFrame, path: Path) -> None:
     """Bars of gain per dataset and method, one panel per mode (log scale; known oracle)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    shown = [m for m in METHODS if m != "oracle"]
+    shown = [m for m in METHODS if m != "oracle" and m in table.columns]
     fig = Figure(figsize=(12, 7), layout="constrained")
     axes = fig.subplots(len(MODES), 1, sharex=True)
     for ax, mode in zip(axes, MODES, strict=True):
@@ -255,12 +279,16 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", type=Path, default=ROOT / "build" / "corpus")
-    p.add_argument("--meas", type=Path, default=None, help="gather cache (build/corpus-meas)")
+    p.add_argument("--meas", type=Path, default=None, help="gather cache (build/corpus-meas-40)")
     p.add_argument("--out", type=Path, default=ROOT / "bench_out" / "quality")
     p.add_argument("--max-chunks", type=int, default=40, help="chunks per array (default 40)")
     p.add_argument("--full", action="store_true", help="measure every chunk of every array")
     p.add_argument("--only", nargs="+", help="these corpus arrays only")
     p.add_argument("--no-genetic", action="store_true", help="leave out genetic Btune")
+    p.add_argument("--no-curve", action="store_true", help="leave out the chunk-count curve")
+    p.add_argument(
+        "--curve-only", action="store_true", help="only the chunk-count curve (no evaluations)"
+    )
     args = p.parse_args(argv)
     manifest = args.corpus / "manifest.json"
     if not manifest.is_file():
@@ -274,24 +302,52 @@ def main(argv: list[str] | None = None) -> int:
     args.meas = args.meas or ROOT / "build" / default_meas
     names = args.only or [e["name"] for e in json.loads(manifest.read_text())["arrays"]]
     args.out.mkdir(parents=True, exist_ok=True)
-    heads = " ".join(f"{m:>10s}" for m in METHODS)
-    print(f"{'dataset':16s} {'mode':6s} {'even':>4s} {'odd':>4s} {heads}  (mean gain)")
-    rows, costs = [], []
+    sets, costs = [], []
     for name in names:
-        r, c = run_dataset(name, args)
-        rows += r
-        costs.append(c)
-    table = with_means(pd.DataFrame(rows))
+        t0 = time.perf_counter()
+        meas = gathered(args.corpus / f"{name}.npy", args.meas / f"{name}.meas", args.max_chunks)
+        costs.append(gather_cost(meas, time.perf_counter() - t0))
+        sets.append(meas)
+    if args.curve_only:
+        run_curve(sets, baseline_table(sets, args.out), args.out)
+        return 0
+    choices = run_methods(sets, not args.no_genetic, lambda line: print(line, flush=True))
+    table = gain_tables(choices)
+    heads = " ".join(f"{m:>10s}" for m in METHODS)
     for oracle in ORACLES:
-        print(f"-- against the {oracle!r} oracle (see gains())")
+        print(f"-- mean gain against the {oracle!r} oracle (odd chunks, tradeoffs 0..1)")
+        print(f"{'dataset':16s} {'mode':6s} {heads}")
         for _, row in table[table["against"] == oracle].iterrows():
             print(_format_row(row.to_dict()))
     table.to_csv(args.out / "gain.csv", index=False)
-    pd.DataFrame(costs).to_csv(args.out / "gather.csv", index=False)
     plot(table, args.out / "gain.png")
+    pd.DataFrame(costs).to_csv(args.out / "gather.csv", index=False)
     print(pd.DataFrame(costs).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {args.out}/gain.csv, gain.png, gather.csv")
+    if not args.no_curve:
+        measured = gain_table(choices, "measured")
+        run_curve(sets, measured[["general", "corpus_best", "fixed_best"]], args.out)
+    print(f"wrote {args.out}/gain.csv, gain.png, gather.csv, chunks.csv, chunks.png")
     return 0
+
+
+def run_curve(sets: list, baseline: pd.DataFrame, out: Path) -> None:
+    """The chunk-count curve, printed and saved as ``chunks.csv`` and ``chunks.png``."""
+    curve = chunk_curve(sets, baseline)
+    print(curve.to_string(index=False, float_format=lambda v: f"{100 * v:.1f}%"))
+    curve.to_csv(out / "chunks.csv", index=False)
+    plot_curve(curve, out / "chunks.png")
+
+
+def gather_cost(meas: Measurements, wall: float) -> dict:
+    """The gather's cost per chunk, the probe's (the decision's) time per chunk."""
+    return {
+        "dataset": meas.name,
+        "measured_chunks": meas.nchunks,
+        "chunk_kb": float(meas.chunks["nbytes"].mean() / 1024),
+        "gather_s_per_chunk": float(meas.meta["elapsed"]) / max(1, meas.nchunks),
+        "probe_ms_per_chunk": float(meas.chunks["probe_time"].mean() * 1e3),
+        "reused": wall < 0.5 * float(meas.meta["elapsed"]),
+    }
 
 
 if __name__ == "__main__":

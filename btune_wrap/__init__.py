@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import BtuneConfig, PerfMode, RepeatMode
+from .config import GENERAL_MODEL_DIR, BtuneConfig, PerfMode, RepeatMode
 from .errors import (
     BtuneWrapError,
     ChildCrashError,
@@ -66,6 +66,7 @@ __all__ = [
     "BtuneWrapError",
     "ChildCrashError",
     "ConfigError",
+    "GENERAL_MODEL_DIR",
     "InferenceLine",
     "InputError",
     "MeasureError",

@@ -49,9 +49,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     width = max(len(d) for d in _REPORTED)
     for dist in _REPORTED:
         print(f"  {dist:<{width}}  {_version(dist)}")
+    from .config import GENERAL_MODEL_DIR
+
     support = plugin_support()
     state = "yes" if support.ok else "no"
     print(f"Btune plugin usable: {state}: {support.reason}")
+    print(f"General model: {GENERAL_MODEL_DIR}")
     return 0
 
 
@@ -105,7 +108,11 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
         metavar="OUTPUT",
         help="output .b2nd file or file.h5:/dataset (written atomically)",
     )
-    p.add_argument("--models", required=True, help="models directory (model_comp.*, ...)")
+    p.add_argument(
+        "--models",
+        help="models directory (model_comp.*, ...); default: the Python engine uses the general "
+        "model shipped with btune_wrap (see 'btune info'), the plugin its genetic search",
+    )
     p.add_argument("--tradeoff", type=float, default=0.5, help="0 = speed ... 1 = ratio (0.5)")
     p.add_argument(
         "--perf-mode",
@@ -213,6 +220,72 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:
         out = evaluation.save(args.output, force=args.force)
         print(f"Wrote {out}: {', '.join(sorted(f.name for f in out.iterdir()))}")
+    return 0
+
+
+# -- btune crossval ------------------------------------------------------------------------
+
+
+def _add_crossval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "crossval",
+        help="train and evaluate leave-one-dataset-out (or even/odd chunks per dataset)",
+        description="Cross-validate on several measurement directories (one per dataset). "
+        "--protocol loo: for each dataset, models trained on all the others, evaluated on it "
+        "(what the general model does on unseen data); even-odd: per dataset, trained on its "
+        "even chunks, evaluated on its odd ones. Prints the mean gain = exp(J_oracle - J) - 1 "
+        "per dataset, mode and method, and its mean.",
+    )
+    p.add_argument(
+        "meas", metavar="MEAS_DIR", nargs="+", help="measurement directories (btune gather)"
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("loo", "even-odd"),
+        default="loo",
+        help="leave one dataset out (default) or even/odd chunks per dataset",
+    )
+    p.add_argument("--mode", default="both", help="comp (c), decomp (d) or both (default: both)")
+    p.add_argument(
+        "--odd",
+        action="store_true",
+        help="loo: evaluate the left-out dataset's odd chunks only (the even-odd test chunks)",
+    )
+    p.add_argument(
+        "--genetic", action="store_true", help="also evaluate genetic Btune (the slowest method)"
+    )
+    p.add_argument("--output", metavar="CSV", help="write the gain tables (both oracles) here")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    _add_train_options(p)
+    p.set_defaults(func=_cmd_crossval)
+
+
+def _cmd_crossval(args: argparse.Namespace) -> int:
+    from .atomic import write_text
+    from .crossval import DEFAULT_METHODS, crossval
+    from .evaluate import Method
+    from .outputs import check_output
+
+    if args.output is not None:
+        check_output(args.output, args.meas, force=args.force, name="output")
+    methods = [*DEFAULT_METHODS, *([Method.GENETIC] if args.genetic else [])]
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    result = crossval(
+        args.meas,
+        args.protocol,
+        args.mode,
+        _train_config(args),
+        methods=methods,
+        test_chunks="odd" if args.odd else "all",
+        progress=progress,
+    )
+    print(result.format())
+    if args.output is not None:
+        import pandas as pd
+
+        tables = [result.table(o).assign(oracle=o) for o in ("known", "measured")]
+        write_text(args.output, pd.concat(tables).to_csv())
+        print(f"Wrote {args.output}")
     return 0
 
 
@@ -402,13 +475,20 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
-def _run_train(args: argparse.Namespace, meas_dirs: Sequence[str], *, existing_dir: bool) -> int:
-    from .train import TrainConfig, format_report, train_and_export
+def _train_config(args: argparse.Namespace):
+    """The :class:`~btune_wrap.train.TrainConfig` of the training options."""
+    from .train import TrainConfig
 
     given = {"hidden": args.hidden, "epochs": args.epochs, "seed": args.seed}
-    config = TrainConfig(
+    return TrainConfig(
         **{k: v for k, v in given.items() if v is not None}, use_speed=args.use_speed
     )
+
+
+def _run_train(args: argparse.Namespace, meas_dirs: Sequence[str], *, existing_dir: bool) -> int:
+    from .train import format_report, train_and_export
+
+    config = _train_config(args)
     progress = None if args.quiet else (lambda line: print(line, flush=True))
     trained = train_and_export(
         meas_dirs,
@@ -454,10 +534,56 @@ def training_chunk_main(argv: Sequence[str] | None = None) -> int:
     return run_command("training_chunk.py", lambda: _run_train(args, dirs, existing_dir=True))
 
 
+def train_general_main(argv: Sequence[str] | None = None) -> int:
+    """``training/train_general.py [MEAS_DIR...]``: train the general model shipped with the
+    package on the real-data corpus. Returns the exit code (2 for bad input)."""
+    from pathlib import Path
+
+    from .config import GENERAL_MODEL_DIR
+
+    root = Path(__file__).resolve().parent.parent
+    p = argparse.ArgumentParser(
+        prog="train_general.py",
+        description="Train the comp and decomp models on every chunk of the given measurement "
+        "directories (default: the corpus gathers build/corpus-meas-40/*.meas made by "
+        "benchmarks/bench_quality.py) and write them, with provenance.json, into the package "
+        "(btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR).",
+    )
+    p.add_argument("meas_dirs", nargs="*", metavar="MEAS_DIR", help="measurement directories")
+    p.add_argument("--output", default=str(GENERAL_MODEL_DIR), help="models directory")
+    p.add_argument("--force", action="store_true", help="replace an existing --output")
+    _add_train_options(p)
+    _add_verbose(p)
+    args = p.parse_args(argv)
+    _set_verbose(args)
+    dirs = args.meas_dirs or sorted(str(d) for d in root.glob("build/corpus-meas-40/*.meas"))
+
+    def run() -> int:
+        from .general import train_general
+
+        progress = None if args.quiet else (lambda line: print(line, flush=True))
+        trained = train_general(
+            dirs, args.output, _train_config(args), force=args.force, progress=progress
+        )
+        chunks = trained[0].data.nchunks
+        print(f"Wrote {args.output}: comp and decomp models, {len(dirs)} datasets, {chunks} chunks")
+        return 0
+
+    return run_command("train_general.py", run)
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 #: In the order of the data's way: measure, train, use, evaluate; then the whole tutorial.
-_SUBCOMMANDS = (_add_info, _add_gather, _add_train, _add_compress, _add_evaluate, _add_demo)
+_SUBCOMMANDS = (
+    _add_info,
+    _add_gather,
+    _add_train,
+    _add_compress,
+    _add_evaluate,
+    _add_crossval,
+    _add_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

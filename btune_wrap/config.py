@@ -19,6 +19,12 @@ from pathlib import Path
 from .errors import ConfigError, invalid
 from .parse import parse_bool, parse_enum, parse_int, parse_tradeoff
 
+#: The general model shipped with the package: ``model_comp.{tflite,json}`` and
+#: ``model_decomp.{tflite,json}`` trained on the whole real-data corpus
+#: (``training/train_general.py``). The Python engine uses it when ``models_dir`` is None;
+#: point the plugin at it with ``BTUNE_MODELS_DIR`` (or ``models_dir=GENERAL_MODEL_DIR``).
+GENERAL_MODEL_DIR: Path = Path(__file__).resolve().parent / "models" / "general"
+
 #: Bandwidth unit of the plugin: KiB/s. Its default is 20 GiB/s.
 DEFAULT_BANDWIDTH_KBPS = 20 * 1024 * 1024
 
@@ -68,8 +74,9 @@ class BtuneConfig:
     perf_mode
         :class:`PerfMode` or its name. Default ``AUTO`` (the plugin treats it as COMP).
     models_dir
-        Directory with ``model_comp.{tflite,json}`` / ``model_decomp.{tflite,json}``; ``None``
-        (default) for genetic tuning only.
+        Directory with ``model_comp.{tflite,json}`` / ``model_decomp.{tflite,json}``. ``None``
+        (default): the Python engine uses the general model (:data:`GENERAL_MODEL_DIR`), the
+        plugin runs its genetic search (as it does without ``BTUNE_MODELS_DIR``).
     use_inference
         -1 (default): run the model on every chunk; 0: never; N > 0: on the first N chunks, then
         tweak clevel and split mode from the most predicted category.

@@ -33,6 +33,15 @@ the measurement's repeats and threads, so every method is compared on equal term
 Per tradeoff and method :class:`Evaluation` holds the mean regret against the oracle and the
 dataset totals: ``cratio = sum nbytes / sum cbytes``, throughputs ``sum nbytes / sum time``;
 the best method of a tradeoff is the one (oracle aside) of lowest mean regret.
+
+Two oracles. The ``oracle`` method above is the best *known* category of the chunk: the
+measured ones plus every other method's choice, measured afresh here. It moves with what the
+other methods choose (genetic Btune's timing-dependent choices, e.g. split variants that the
+measured set lacks), so one method's gain against it depends on which others ran. Every choice
+is therefore also scored against the best of the *measured* categories only (``j_measured``,
+``gain_measured``; the same whichever methods run, so gains from separate evaluations of the
+same chunks compare; a choice outside the measured set can score below 0).
+:func:`gain_table` gives the mean gain per dataset and method against either.
 """
 
 from __future__ import annotations
@@ -77,6 +86,9 @@ if TYPE_CHECKING:
     from .sources import ChunkSource
     from .trace import TraceRow
 
+    #: A measurement directory, or measurements in memory.
+    MeasInput = str | os.PathLike[str] | Measurements
+
 #: Version of the layout :meth:`Evaluation.save` writes.
 EVAL_FORMAT = 1
 JSON_FILE = "evaluation.json"
@@ -119,15 +131,18 @@ class Evaluation:
         ``PerfMode.COMP`` or ``PerfMode.DECOMP``: which speed the objective uses.
     summary
         One row per (tradeoff, method): ``tradeoff``, ``method``, ``mean_regret``,
-        ``mean_gain`` (:func:`btune_wrap.objective.gain`), ``max_regret``, ``cratio``,
+        ``mean_gain`` (:func:`btune_wrap.objective.gain`), ``mean_gain_measured`` (against the
+        best measured category), ``max_regret``, ``cratio``,
         ``cspeed_gbs``, ``dspeed_gbs`` (dataset totals; GB = 1e9 bytes), ``speed_gbs`` (the
         mode's one), ``choice`` (the category, or how many and the most frequent), ``best``
         (lowest mean regret of the tradeoff, oracle aside).
     choices
         One row per (dataset, chunk, tradeoff, method): ``dataset``, ``chunk``, ``tradeoff``,
         ``method``, ``category``, ``nbytes``, ``cbytes``, ``ctime``, ``dtime``, ``j`` (the
-        objective), ``j_oracle``, ``regret``, ``gain`` and ``cost_from`` (``"gather"`` when
-        looked up in the measurement, ``"evaluate"`` when measured by the evaluation).
+        objective), ``j_oracle`` (the known oracle's), ``regret``, ``gain``, ``j_measured``
+        (the best measured category's ``J``), ``gain_measured`` (against it) and
+        ``cost_from`` (``"gather"`` when looked up in the measurement, ``"evaluate"`` when
+        measured by the evaluation).
     frontier
         One row per measured category: ``category``, ``cratio``, ``cspeed_gbs``,
         ``dspeed_gbs``, ``speed_gbs`` (totals over the dataset) and ``pareto`` (no other
@@ -236,7 +251,7 @@ def check_evaluation_output(
 
 def evaluate(
     models_dir: str | os.PathLike[str] | None,
-    meas_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    meas_dirs: MeasInput | Sequence[MeasInput],
     mode: str | PerfMode = "comp",
     *,
     tradeoffs: Sequence[float] = TRADEOFFS,
@@ -251,8 +266,9 @@ def evaluate(
         A models directory holding the mode's model (``model_comp.*`` or ``model_decomp.*``);
         may be ``None`` only when ``methods`` leaves out ``"model"``.
     meas_dirs
-        One or more measurement directories (``btune gather``), made with one category set;
-        their sources must still be readable (defaults and genetic are measured on them).
+        One or more measurement directories (``btune gather``) or :class:`Measurements` (e.g.
+        a :meth:`~btune_wrap.measurements.Measurements.select` subset), made with one category
+        set; their sources must still be readable (defaults and genetic are measured on them).
     mode
         ``"comp"`` (default) or ``"decomp"``: the speed in the objective, the model used and
         the genetic search's performance mode.
@@ -275,8 +291,6 @@ def evaluate(
     """
     import pandas as pd
 
-    from .measurements import load_many
-
     perf = parse_mode(mode)
     tradeoffs = parse_tradeoffs("tradeoffs", tradeoffs)
     wanted = _check_methods(methods)
@@ -285,14 +299,8 @@ def evaluate(
         if models_dir is None:
             raise ModelError(invalid("models_dir", None, "a models directory (method 'model')"))
         model = load_mode_model(models_dir, perf)
-    if isinstance(meas_dirs, (str, os.PathLike)):
-        meas_dirs = [meas_dirs]
-    meas_dirs = list(meas_dirs)
-    seen = [Path(d).resolve() for d in meas_dirs]
-    twice = sorted({str(d) for d in meas_dirs if seen.count(Path(d).resolve()) > 1})
-    if twice:
-        raise InputError(invalid("measurement directories", twice, "each directory once"))
-    datasets = [_Dataset(m) for m in load_many(meas_dirs)]
+    loaded, meas_dirs = _load_measurements(meas_dirs)
+    datasets = [_Dataset(m) for m in loaded]
     names = [ds.name for ds in datasets]
     for ds in datasets:  # same directory names in different places: label them by path
         if names.count(ds.name) > 1 and ds.meas.path is not None:
@@ -315,17 +323,18 @@ def evaluate(
         for ds in datasets:
             ds.close()
 
-    # 3. objective, oracle (the best known category of each chunk), regret
+    # 3. objective, oracles (the best known and the best measured category of each chunk)
     frames = []
     for i, ds in enumerate(datasets):
         j = objective_matrix(ds.nbytes, ds.cbytes, ds.ctime, ds.dtime, perf, tradeoffs)
         known = np.where(np.isnan(j), -np.inf, j)
         oracle = best_index(known)
-        j_oracle = np.take_along_axis(known, oracle[..., None], axis=-1)[..., 0]
-        frames.append(ds.frame(Method.ORACLE, oracle, j, j_oracle, tradeoffs, catalog))
+        best = np.take_along_axis(known, oracle[..., None], axis=-1)[..., 0]
+        best = (best, j[..., : catalog.nmeasured].max(axis=-1))
+        frames.append(ds.frame(Method.ORACLE, oracle, j, best, tradeoffs, catalog))
         for method in ALL_METHODS:
             if method in picks:
-                frames.append(ds.frame(method, picks[method][i], j, j_oracle, tradeoffs, catalog))
+                frames.append(ds.frame(method, picks[method][i], j, best, tradeoffs, catalog))
     choices = pd.concat(frames, ignore_index=True)
     summary = summary_table(choices, perf)
     frontier = frontier_table(datasets_matrices(datasets), measured, perf)
@@ -333,6 +342,28 @@ def evaluate(
     inputs = [*([models_dir] if models_dir is not None else []), *meas_dirs]
     inputs += [ds.meas.meta["input"]["path"] for ds in datasets if _recorded_path(ds.meas)]
     return Evaluation(perf, summary, choices, frontier, notes, meta, tuple(map(str, inputs)))
+
+
+def _load_measurements(
+    items: MeasInput | Sequence[MeasInput],
+) -> tuple[list[Measurements], list[str | os.PathLike[str]]]:
+    """The measurements to evaluate (loaded where given as directories; one category set),
+    and the directories among them (each named once)."""
+    from .measurements import Measurements, check_same_categories
+
+    if isinstance(items, (str, os.PathLike, Measurements)):
+        items = [items]
+    items = list(items)
+    if not items:
+        raise InputError(invalid("measurement directories", [], "at least one"))
+    dirs = [d for d in items if not isinstance(d, Measurements)]
+    seen = [Path(d).resolve() for d in dirs]
+    twice = sorted({str(d) for d in dirs if seen.count(Path(d).resolve()) > 1})
+    if twice:
+        raise InputError(invalid("measurement directories", twice, "each directory once"))
+    loaded = [m if isinstance(m, Measurements) else Measurements.load(m) for m in items]
+    check_same_categories(loaded)
+    return loaded, dirs
 
 
 def _choose(
@@ -547,6 +578,7 @@ def summary_table(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
                 "method": method,
                 "mean_regret": float(g["regret"].mean()),
                 "mean_gain": float(g["gain"].mean()),
+                "mean_gain_measured": float(g["gain_measured"].mean()),
                 "max_regret": float(g["regret"].max()),
                 "cratio": nbytes / float(g["cbytes"].sum()),
                 "cspeed_gbs": cspeed / 1e9,
@@ -564,6 +596,52 @@ def summary_table(choices: pd.DataFrame, mode: PerfMode) -> pd.DataFrame:
         best_rows = others.groupby("tradeoff", sort=False)["mean_regret"].idxmin()
         summary.loc[best_rows.to_numpy(), "best"] = True
     return summary
+
+
+#: The oracles :func:`gain_table` scores against (see the module docstring).
+ORACLES = ("known", "measured")
+
+
+def gain_table(choices: pd.DataFrame, oracle: str = "known") -> pd.DataFrame:
+    """Mean gain per dataset and method, over chunks and tradeoffs.
+
+    Parameters
+    ----------
+    choices
+        :attr:`Evaluation.choices`, or several concatenated: evaluations of the same chunks
+        by different methods (methods may be renamed, e.g. ``"general"``), a ``mode`` column
+        telling modes apart.
+    oracle
+        ``"known"`` (default): against the best ``J`` any row holds for the same (mode,
+        dataset, chunk, tradeoff): each evaluation's oracle and every choice, so the best known
+        over all the evaluations given. ``"measured"``: against the best measured category
+        (``j_measured``), the same whichever methods ran.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``dataset`` (``(mode, dataset)`` with a ``mode`` column), one column per method
+        in :data:`ALL_METHODS` order then the others in order of appearance.
+    """
+    import pandas as pd
+
+    from .parse import parse_choice
+
+    oracle = parse_choice("oracle", oracle, ORACLES)
+    rows = ["mode", "dataset"] if "mode" in choices.columns else ["dataset"]
+    if oracle == "known":
+        best = choices.groupby([*rows, "chunk", "tradeoff"], sort=False)["j"].transform("max")
+    else:
+        best = choices["j_measured"]
+    gains = pd.DataFrame({k: choices[k] for k in [*rows, "method"]})
+    gains["gain"] = gain(choices["j"].to_numpy(), best.to_numpy())
+    table = gains.pivot_table(
+        index=rows, columns="method", values="gain", aggfunc="mean", sort=False
+    )
+    order = [m.value for m in ALL_METHODS if m.value in table.columns]
+    table = table[order + [m for m in table.columns if m not in order]]
+    table.columns.name = None
+    return table
 
 
 # -- internals -----------------------------------------------------------------------------
@@ -680,13 +758,15 @@ class _Dataset:
         method: Method,
         ids: np.ndarray,
         j: np.ndarray,
-        j_oracle: np.ndarray,
+        best: tuple[np.ndarray, np.ndarray],
         tradeoffs: Sequence[float],
         catalog: _Catalog,
     ) -> pd.DataFrame:
-        """Long rows (tradeoff-major) for one method's choices ``ids`` (ntradeoffs, nchunks)."""
+        """Long rows (tradeoff-major) for one method's choices ``ids`` (ntradeoffs, nchunks);
+        ``best`` is the known and the measured oracle's ``J`` (ntradeoffs, nchunks)."""
         import pandas as pd
 
+        j_oracle, j_measured = best
         ntrade, n = ids.shape
         rows = np.tile(np.arange(n), ntrade)
         cols = ids.ravel()
@@ -707,6 +787,8 @@ class _Dataset:
                 "j_oracle": j_oracle.ravel(),
                 "regret": regret(j_chosen, j_oracle).ravel(),
                 "gain": gain(j_chosen, j_oracle).ravel(),
+                "j_measured": j_measured.ravel(),
+                "gain_measured": gain(j_chosen, j_measured).ravel(),
                 "cost_from": np.where(self.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
             }
         )

@@ -29,6 +29,9 @@ Two engines make the same decisions:
 * ``0``: the model is not run. The tweak starts from blosc2's default parameters (ZSTD,
   shuffle, its default level and split mode). No models directory is needed.
 
+Without a models directory (``models_dir=None``) the Python engine uses the general model
+shipped with the package (:data:`btune_wrap.config.GENERAL_MODEL_DIR`).
+
 (The plugin itself, with ``use_inference=0`` and a models directory, starts from the first
 category of the model's list and tunes threads and levels; without a models directory it
 runs its genetic search.)
@@ -44,9 +47,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import BtuneConfig
+from .config import GENERAL_MODEL_DIR, BtuneConfig
 from .engine import PythonEngine
-from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
+from .errors import ConfigError, InputError, invalid
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, load_model
 from .outputs import check_output
@@ -145,8 +148,14 @@ def compress(
         ``engine="native"`` where the plugin cannot run; nothing is written.
     ModelError
         The models directory lacks the mode's files or they are inconsistent (checked for both
-        engines before anything is written), or the Python engine needs a model and
-        ``config.models_dir`` is None.
+        engines before anything is written).
+
+    Notes
+    -----
+    With ``config.models_dir`` None the Python engine uses the general model shipped with the
+    package (:data:`btune_wrap.GENERAL_MODEL_DIR`), while the plugin runs its genetic search,
+    as it does without ``BTUNE_MODELS_DIR``; ``models_dir=GENERAL_MODEL_DIR`` gives the plugin
+    the general model too.
     """
     cfg = BtuneConfig.from_env() if config is None else config
     if not isinstance(cfg, BtuneConfig):
@@ -159,13 +168,6 @@ def compress(
     elif urlpath is not None:
         inputs = [data] if isinstance(data, (str, os.PathLike)) else []
         check_output(urlpath, inputs, force=force, name="urlpath")
-    auto_python = engine is None and which is Engine.PYTHON and target is None
-    if auto_python and cfg.models_dir is None and cfg.use_inference != 0:
-        raise PluginUnavailableError(
-            "genetic tuning (models_dir=None) needs the Btune plugin, which cannot run "
-            f"here: {plugin_support().reason}; give a models directory to use the Python "
-            "engine"
-        )
     max_tweaks = parse_int("max_tweaks", max_tweaks, 0)
     repeats = parse_int("repeats", repeats, 1)
     if which is Engine.NATIVE:
@@ -192,13 +194,12 @@ def compress(
 
 
 def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | None:
-    """Validate the model the run will use, before anything is written."""
+    """Validate the model the run will use, before anything is written: the configured one;
+    without one, the general model (:data:`~btune_wrap.config.GENERAL_MODEL_DIR`) for the
+    Python engine, nothing for the plugin (its genetic search) or with ``use_inference=0``."""
     if config.models_dir is None:
         if engine is Engine.PYTHON and config.use_inference != 0:
-            raise ModelError(
-                f"models_dir=None is invalid with use_inference={config.use_inference}: the "
-                "Python engine needs a models directory (or use_inference=0)"
-            )
+            return load_model(GENERAL_MODEL_DIR, config.perf_mode)
         return None
     return load_model(config.models_dir, config.perf_mode)
 

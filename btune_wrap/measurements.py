@@ -77,12 +77,16 @@ class Measurements:
         :data:`RESULT_EXTRA` if present).
     path
         The directory it was loaded from, if any.
+    label
+        Its name in tables (:attr:`name`) when it has no directory, e.g. a :meth:`select`
+        subset. Default None.
     """
 
     meta: dict
     chunks: pd.DataFrame
     results: pd.DataFrame
     path: Path | None = None
+    label: str | None = None
     _cats: tuple[Category, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -102,7 +106,9 @@ class Measurements:
 
     @property
     def name(self) -> str:
-        """A short label: the directory name, else the source."""
+        """A short label: :attr:`label` if set, else the directory name, else the source."""
+        if self.label is not None:
+            return self.label
         return self.path.name if self.path is not None else str(self.meta.get("source", "?"))
 
     def features(self) -> np.ndarray:
@@ -121,6 +127,36 @@ class Measurements:
         for col in ("cbytes", "ctime", "dtime"):
             out.append(wide[col].reindex(index=order, columns=names).to_numpy(np.float64))
         return tuple(out)  # type: ignore[return-value]
+
+    def select(self, chunks: Sequence[int] | np.ndarray, label: str | None = None) -> Measurements:
+        """The measurements of some of the measured chunks, in memory (validated).
+
+        Parameters
+        ----------
+        chunks
+            Source chunk indices (the ``chunk`` column), each measured here; order and
+            repeats do not matter.
+        label
+            The subset's :attr:`name`. Default: this one's name.
+
+        The tables keep only those chunks' rows; ``meta["measured_chunks"]`` is their number
+        and everything else in ``meta`` (the source, the layout, the categories) is kept.
+        :class:`InputError` if a chunk was not measured.
+        """
+        keep = np.unique(np.asarray(chunks, dtype=np.int64).ravel())
+        measured = self.chunks["chunk"].to_numpy(np.int64)
+        absent = np.setdiff1d(keep, measured)
+        if len(absent):
+            raise InputError(
+                invalid("chunks", absent[:10].tolist(), f"chunks measured in {self.name!r}")
+            )
+        rows = self.chunks["chunk"].isin(keep)
+        return Measurements(
+            dict(self.meta, measured_chunks=int(rows.sum())),
+            self.chunks[rows].reset_index(drop=True),
+            self.results[self.results["chunk"].isin(keep)].reset_index(drop=True),
+            label=label if label is not None else self.name,
+        )
 
     # -- checks ---------------------------------------------------------------------------
 

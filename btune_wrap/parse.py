@@ -165,3 +165,13 @@ def parse_enum(name: str, value: object, enum: type[_Enum]) -> _Enum:
                 return member
     choices = ", ".join(m.name for m in enum)
     raise ConfigError(invalid(name, value, f"one of {choices}"))
+
+
+def parse_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """A string among ``choices``, matched case-insensitively after stripping spaces."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for choice in choices:
+            if key == choice.lower():
+                return choice
+    raise ConfigError(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))

@@ -95,13 +95,25 @@ def format_evaluation(evaluation) -> str:
     best = evaluation.best_methods()
     if best:
         lines += ["", "Best per tradeoff: " + ", ".join(f"{t:g} {m}" for t, m in best.items())]
-    gains = summary.groupby("method", sort=False)["mean_gain"].mean()
-    lines.append(
-        "Mean gain over the tradeoffs: " + ", ".join(f"{m} {g:.1%}" for m, g in gains.items())
-    )
+    for column, oracle in (("mean_gain", ""), ("mean_gain_measured", " (vs best measured)")):
+        gains = summary.groupby("method", sort=False)[column].mean()
+        lines.append(
+            f"Mean gain over the tradeoffs{oracle}: "
+            + ", ".join(f"{m} {g:.1%}" for m, g in gains.items())
+        )
+    if len(meta.get("measurements", [])) > 1:
+        from .evaluate import gain_table
+
+        lines += ["", "Mean gain per dataset (its own fixed best category):"]
+        lines.append(format_gain_table(gain_table(evaluation.choices)))
     for method, reason in evaluation.notes.items():
         lines.append(f"{method}: {reason}")
     return "\n".join(lines)
+
+
+def format_gain_table(table) -> str:
+    """A :func:`btune_wrap.evaluate.gain_table` as text, gains in percent."""
+    return table.to_string(float_format=lambda v: f"{100 * v:.1f}%", na_rep="n/a")
 
 
 def plot_evaluation_regret(summary, path, *, title: str = ""):

@@ -49,6 +49,7 @@ SMALLER = {
     "btune gather inference/rand_int_test.b2nd": (
         "btune gather inference/rand_int_test.b2nd --repeats 1"
     ),
+    "--mode comp --quiet": "--mode comp --quiet --epochs 3",
 }
 
 #: First line of a block -> why the suite does not run it.

@@ -1,0 +1,89 @@
+"""The general model: trained on a whole corpus of datasets, shipped with the package.
+
+:func:`train_general` trains the comp and decomp models on every chunk of every measurement
+directory given (``training/train_general.py`` runs it on the real-data corpus of
+``benchmarks/corpus.py``), reproducibly from :attr:`TrainConfig.seed
+<btune_wrap.train.TrainConfig.seed>`, and writes the models directory
+(:data:`btune_wrap.GENERAL_MODEL_DIR` by default): every model file
+:func:`btune_wrap.train.export` writes except the plots, plus ``provenance.json`` (the
+datasets and their chunk counts, the training configuration, versions, date). How well it
+does on data it never saw is measured leave-one-dataset-out (:mod:`btune_wrap.crossval`,
+``benchmarks/bench_quality.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from .atomic import atomic_dir
+from .config import GENERAL_MODEL_DIR
+from .measurements import load_many
+from .outputs import check_output
+from .plugin import installed_version
+from .train import TrainConfig, TrainedModel, train_and_export
+
+PROVENANCE_FILE = "provenance.json"
+#: Files of a trained models directory left out of the package (plots).
+_LEFT_OUT = (".png",)
+
+
+def is_general_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory :func:`train_general` wrote."""
+    return (Path(path) / PROVENANCE_FILE).is_file()
+
+
+def train_general(
+    meas_dirs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] = GENERAL_MODEL_DIR,
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainedModel]:
+    """Train the comp and decomp models on all of ``meas_dirs`` and write them to ``output``.
+
+    Parameters
+    ----------
+    meas_dirs
+        Measurement directories (one category set), combined.
+    output
+        The models directory; default :data:`btune_wrap.GENERAL_MODEL_DIR`. An existing one is
+        replaced (whole, atomically) only with ``force``, and only if this function wrote it.
+    config
+        How to train; default ``TrainConfig()`` (seed 0).
+    force
+        Replace an existing ``output``. Default False.
+    progress
+        Called with training progress lines; ``None`` (default) is silent.
+    """
+    config = config or TrainConfig()
+    output = check_output(output, meas_dirs, force=force, owned=is_general_dir)
+    loaded = load_many(list(meas_dirs))
+    with tempfile.TemporaryDirectory(prefix="btune-general-") as tmp:
+        trained = train_and_export(
+            meas_dirs, Path(tmp) / "models", "both", config, progress=progress
+        )
+        with atomic_dir(output) as out:
+            for f in sorted((Path(tmp) / "models").iterdir()):
+                if f.suffix not in _LEFT_OUT:
+                    shutil.copy2(f, out / f.name)
+            doc = {
+                "datasets": {m.name: m.nchunks for m in loaded},
+                "chunks": sum(m.nchunks for m in loaded),
+                "categories": [c.name for c in loaded[0].categories],
+                "config": asdict(config),
+                "versions": {
+                    d: installed_version(d)
+                    for d in ("btune_wrap", "blosc2", "tensorflow", "keras", "numpy")
+                },
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            (out / PROVENANCE_FILE).write_text(json.dumps(doc, indent=1) + "\n")
+    return trained
