@@ -35,6 +35,8 @@ from .measurements import (
     RESULT_COLUMNS,
     RESULTS_FILE,
     Measurements,
+    chunk_columns,
+    extra_chunk_columns,
     is_measurement_dir,
 )
 from .outputs import check_output, check_target
@@ -304,12 +306,14 @@ class _Gather:
                 # (or the Python engine) probes a chunk, which would skew the speed feature.
                 chunk_features(buf, src.typesize, src.chunk_blocksize(i))
                 feats = chunk_features(buf, src.typesize, src.chunk_blocksize(i))
+                # The extended features apart, so that probe_time stays the plugin's probe.
+                extra = chunk_features(buf, src.typesize, src.chunk_blocksize(i), True).extra
                 rows = []
                 for name, measurer in zip(names, self._measurers(i, buf.nbytes), strict=True):
                     m = measurer.measure(buf, repeats)
                     rows.append((i, name, m.cbytes, m.ctime, m.dtime))
                 pending_r.extend(rows)
-                pending_c.append((i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed))
+                pending_c.append((i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed, *extra))
                 bar.update(1)
                 if clock() - last_flush >= self.checkpoint_every:
                     self._flush()
@@ -438,10 +442,11 @@ class _Gather:
             return
         import pandas as pd
 
-        chunks = pd.DataFrame(self._pending_chunks, columns=list(CHUNK_COLUMNS))
+        columns = {**CHUNK_COLUMNS, **extra_chunk_columns()}
+        chunks = pd.DataFrame(self._pending_chunks, columns=list(columns))
         results = pd.DataFrame(self._pending_results, columns=list(RESULT_COLUMNS))
         with atomic_dir(self.work / f"{_PART_PREFIX}{self._nparts:06d}") as tmp:
-            chunks.astype(CHUNK_COLUMNS).to_parquet(tmp / CHUNKS_FILE, index=False)
+            chunks.astype(columns).to_parquet(tmp / CHUNKS_FILE, index=False)
             results.astype(RESULT_COLUMNS).to_parquet(tmp / RESULTS_FILE, index=False)
         self._nparts += 1
         self._pending_chunks.clear()
@@ -451,9 +456,13 @@ class _Gather:
         import pandas as pd
 
         parts = self._parts()
-        chunks = pd.concat(
-            [pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True
-        ).astype(CHUNK_COLUMNS)
+        chunks = pd.concat([pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True)
+        extra = list(extra_chunk_columns())
+        complete = set(extra) <= set(chunks.columns) and not chunks[extra].isna().any().any()
+        if not complete:
+            # Parts checkpointed before the extended features were recorded: none are kept.
+            chunks = chunks.drop(columns=[c for c in extra if c in chunks.columns])
+        chunks = chunks.astype(chunk_columns(chunks))
         results = pd.concat(
             [pd.read_parquet(p / RESULTS_FILE) for p in parts], ignore_index=True
         ).astype(RESULT_COLUMNS)

@@ -97,6 +97,15 @@ class Measurements:
         """``(nchunks, 2)`` float64: raw cratio and speed features, in ``chunks`` order."""
         return self.chunks[["cratio_feature", "speed_feature"]].to_numpy(np.float64)
 
+    def extra_features(self) -> np.ndarray | None:
+        """``(nchunks, 6)`` float64: the probe's extended features per chunk
+        (:data:`btune_wrap.probe.EXTRA_FEATURES`, in ``chunks`` order), or ``None`` for a
+        directory gathered before they were recorded."""
+        cols = list(extra_chunk_columns())
+        if not all(c in self.chunks.columns for c in cols):
+            return None
+        return self.chunks[cols].to_numpy(np.float64)
+
     def matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(nbytes, cbytes, ctime, dtime)`` aligned with ``chunks`` rows and categories.
 
@@ -117,8 +126,11 @@ class Measurements:
         :class:`InputError` naming the file, the column and what was expected."""
         where = f"measurements {self.name!r}"
         self._cats = _check_meta(self.meta, where)
+        extra = extra_chunk_columns()
+        present = [c for c in extra if c in self.chunks.columns]
+        chunk_columns = {**CHUNK_COLUMNS, **extra} if present else CHUNK_COLUMNS
         for frame, cols, label in (
-            (self.chunks, CHUNK_COLUMNS, CHUNKS_FILE),
+            (self.chunks, chunk_columns, CHUNKS_FILE),
             (self.results, RESULT_COLUMNS, RESULTS_FILE),
         ):
             _check_table(frame, cols, f"{where}: {label}")
@@ -175,10 +187,32 @@ class Measurements:
         path = Path(path)
         with atomic_dir(path) as tmp:
             (tmp / META_FILE).write_text(json.dumps(self.meta, indent=1) + "\n")
-            self.chunks.astype(CHUNK_COLUMNS).to_parquet(tmp / CHUNKS_FILE, index=False)
+            self.chunks.astype(chunk_columns(self.chunks)).to_parquet(
+                tmp / CHUNKS_FILE, index=False
+            )
             self.results.astype(RESULT_COLUMNS).to_parquet(tmp / RESULTS_FILE, index=False)
         self.path = path
         return path
+
+
+def extra_chunk_columns() -> dict[str, str]:
+    """The optional columns of ``chunks.parquet``: the probe's extended features
+    (:data:`btune_wrap.probe.EXTRA_FEATURES`), all or none (older gathers have none)."""
+    from .probe import EXTRA_FEATURES
+
+    return dict.fromkeys(EXTRA_FEATURES, "float64")
+
+
+def chunk_columns(chunks: pd.DataFrame) -> dict[str, str]:
+    """The columns (and types) ``chunks`` is saved with: :data:`CHUNK_COLUMNS`, the extended
+    features where it has them, and any other column it has, as it is."""
+    extra = extra_chunk_columns()
+    cols = dict(CHUNK_COLUMNS)
+    if any(c in chunks.columns for c in extra):
+        cols.update(extra)
+    for c in chunks.columns:
+        cols.setdefault(c, str(chunks[c].dtype))
+    return cols
 
 
 #: What each column may hold: (integer only, lowest value, lowest value excluded).
@@ -226,7 +260,8 @@ def _check_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> No
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise InputError(f"{where} lacks the columns {absent}")
-    for col, (integer, low, exclusive) in _COLUMN_RANGES.items():
+    ranges = {**_COLUMN_RANGES, **dict.fromkeys(extra_chunk_columns(), (False, 0, False))}
+    for col, (integer, low, exclusive) in ranges.items():
         if col not in columns:
             continue
         values = frame[col]

@@ -1,0 +1,201 @@
+"""Which decision-time features separate kinds of data (a script, not a test).
+
+On gathered real-data measurements (``*.meas`` of the corpus, e.g. ``bench_quality.py``'s
+``build/corpus-meas-40``; their sources must still be where the gather found them):
+
+1. the features of every measured chunk: the plugin's cratio feature (from the gather), the
+   typesize and dtype kind (from its meta) and the extended features of the probe
+   (:data:`btune_wrap.probe.EXTRA_FEATURES`, recomputed from the source's chunks);
+2. held-out gain (:func:`btune_wrap.objective.gain`, mean over chunks and tradeoffs 0..1) of
+   choosing by each feature set, three ways: per dataset (train on its even chunks, test on
+   its odd ones), pooled (train on the even chunks of every dataset, test on each dataset's
+   odd ones) and leave-one-dataset-out (train on every other dataset). The learner is
+   ``--learner knn`` (fast, deterministic: at each tradeoff the category of best mean ``J``
+   over the ``k`` nearest training chunks in standardized feature space) or ``net`` (the
+   extended network of :func:`btune_wrap.train.fit`);
+3. the cost per chunk (median µs) of the plugin's probe alone and with the extended features,
+   at 40 KB (the tutorial's 5000 int64) and 256 KB chunks, and per sampling window.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_features.py --meas ../wt-corpus/build/corpus-meas-40
+        [--learner knn|net] [--out bench_out/features]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from btune_wrap import features as ft
+from btune_wrap import probe
+from btune_wrap.measurements import Measurements, is_measurement_dir
+from btune_wrap.objective import TRADEOFFS, gain, objective_matrix
+from btune_wrap.sources import open_source
+
+MODES = ("comp", "decomp")
+#: Feature sets compared (names of :data:`btune_wrap.features.FEATURES` columns).
+SETS = {
+    "plugin (cratio)": ("cratio",),
+    "+ typesize, kind": ("cratio", "log2_typesize", "kind_float", "kind_signed"),
+    "+ filter probes": ("cratio", "shuffle_cratio", "bitshuffle_cratio", "bytedelta_cratio"),
+    "+ byte stats": ("cratio", "zero_share", "low_entropy", "high_entropy"),
+    "typesize, kind, filter probes": (
+        "cratio",
+        "log2_typesize",
+        "kind_float",
+        "kind_signed",
+        "shuffle_cratio",
+        "bitshuffle_cratio",
+        "bytedelta_cratio",
+    ),
+    "all": ft.FEATURES,
+}
+
+
+def chunk_table(meas: Measurements, window: int, max_blocks: int) -> pd.DataFrame:
+    """The raw features of every measured chunk of ``meas`` (recomputed from its source)."""
+    meta = meas.meta
+    src = open_source(meta["source"], chunks=meta["chunks"], blocks=meta["blocks"])
+    scratch = np.empty((3, probe.PROBE_WINDOW + 64), dtype=np.uint8)
+    hist = np.zeros((2, 256), dtype=np.int64)
+    rows = []
+    for i in meas.chunks["chunk"].to_numpy():
+        buf = src.chunk(int(i))
+        out = np.empty(len(probe.EXTRA_FEATURES))
+        ts = src.typesize if src.typesize <= probe.MAX_TYPESIZE else 1
+        probe._extra_features(buf, src.chunk_blocksize(int(i)), ts, scratch, hist, out, window,
+                              max_blocks)  # fmt: skip
+        rows.append(out)
+    src.close()
+    extra = pd.DataFrame(np.array(rows), columns=list(probe.EXTRA_FEATURES))
+    raw = pd.DataFrame({"cratio": meas.chunks["cratio_feature"].to_numpy()})
+    return ft.feature_matrix(raw.join(extra), meta["dtype"])
+
+
+def knn_choose(x_train, j_train, x_test, k: int) -> np.ndarray:
+    """Per (tradeoff, test chunk): the category of best mean ``J`` over the ``k`` nearest
+    training chunks (standardized features; all of them when ``k`` >= their count)."""
+    mean, std = x_train.mean(0), x_train.std(0)
+    std[std == 0] = 1
+    a, b = (x_train - mean) / std, (x_test - mean) / std
+    d = ((b[:, None, :] - a[None, :, :]) ** 2).sum(-1)
+    near = np.argsort(d, axis=1, kind="stable")[:, : min(k, len(a))]  # (ntest, k)
+    jn = j_train[:, near, :].mean(axis=2)  # (nt, ntest, ncat)
+    return jn.argmax(-1)
+
+
+def held_out_gain(j_test, chosen) -> float:
+    picked = np.take_along_axis(j_test, chosen[..., None], axis=-1)[..., 0]
+    return float(gain(picked, j_test.max(-1)).mean())
+
+
+def evaluate_sets(data: dict[str, tuple], k: int) -> pd.DataFrame:
+    """Gain per (feature set, mode, protocol, dataset) with the kNN learner."""
+    records = []
+    names = sorted(data)
+    for mode in MODES:
+        js = {n: objective_matrix(*data[n][0].matrices(), mode, TRADEOFFS) for n in names}
+        for set_name, cols in SETS.items():
+            xs = {n: data[n][1][list(cols)].to_numpy(np.float64) for n in names}
+            ids = {n: data[n][0].chunks["chunk"].to_numpy() for n in names}
+            even = {n: ids[n] % 2 == 0 for n in names}
+            for n in names:
+                odd = ~even[n]
+                per = knn_choose(xs[n][even[n]], js[n][:, even[n]], xs[n][odd], k)
+                others = [m for m in names if m != n]
+                xp = np.concatenate([xs[m][even[m]] for m in names])
+                jp = np.concatenate([js[m][:, even[m]] for m in names], axis=1)
+                pooled = knn_choose(xp, jp, xs[n][odd], k)
+                xl = np.concatenate([xs[m] for m in others])
+                jl = np.concatenate([js[m] for m in others], axis=1)
+                lodo = knn_choose(xl, jl, xs[n], k)
+                for proto, chosen, jt in (
+                    ("per-dataset", per, js[n][:, odd]),
+                    ("pooled", pooled, js[n][:, odd]),
+                    ("lodo", lodo, js[n]),
+                ):
+                    records.append(
+                        {
+                            "mode": mode,
+                            "set": set_name,
+                            "protocol": proto,
+                            "dataset": n,
+                            "gain": held_out_gain(jt, chosen),
+                        }  # fmt: skip
+                    )
+    return pd.DataFrame.from_records(records)
+
+
+def costs(meas: dict[str, Measurements], repeats: int = 5) -> pd.DataFrame:
+    """Median µs per chunk of the probe without and with the extended features."""
+    from btune_wrap.data import rand_int
+
+    cases = {"rand_int 40 KB": (rand_int(5000 * 64, seed=1).view(np.uint8).reshape(64, -1), 8,
+                                40000)}  # fmt: skip
+    for name, m in sorted(meas.items()):
+        meta = m.meta
+        src = open_source(meta["source"], chunks=meta["chunks"], blocks=meta["blocks"])
+        nb = meta["chunk_nbytes"]
+        bufs = [src.chunk(i) for i in range(min(src.nchunks, 16))]
+        bufs = [b for b in bufs if b.nbytes == nb]
+        cases[f"{name} {nb // 1024} KB"] = (np.stack(bufs), src.typesize, meta["blocksize"])
+        # The same data in 40 KB chunks (blosc2's blocks for them).
+        flat = np.concatenate(bufs)
+        n40 = 40960 // src.typesize * src.typesize
+        rows = flat[: flat.size // n40 * n40].reshape(-1, n40)
+        cases[f"{name} 40 KB"] = (np.ascontiguousarray(rows), src.typesize, min(n40, 16384))
+        src.close()
+    records = []
+    for case, (chunks, ts, bs) in cases.items():
+        rec = {"case": case, "blocksize": bs}
+        for label, extra in (("probe_us", False), ("probe_extra_us", True)):
+            p = probe.ChunkProbe(chunks.shape[1], ts, bs, extra=extra)
+            p.many(chunks[:1])
+            runs = [statistics.median(p.many(chunks).elapsed) for _ in range(repeats)]
+            rec[label] = min(runs) * 1e6
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--meas", type=Path, required=True, help="directory of *.meas")
+    p.add_argument("--k", type=int, default=5, help="neighbours of the kNN learner (5)")
+    p.add_argument("--out", type=Path, default=Path("bench_out/features"))
+    p.add_argument("--no-cost", action="store_true", help="skip the timing part")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meas = {
+        d.name.removesuffix(".meas"): Measurements.load(d)
+        for d in sorted(args.meas.iterdir())
+        if d.name.endswith(".meas") and is_measurement_dir(d)
+    }
+    pd.set_option("display.width", 200)
+    for window, blocks in ((probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS), (8192, 64), (2048, 2)):
+        t0 = time.perf_counter()
+        data = {n: (m, chunk_table(m, window, blocks)) for n, m in meas.items()}
+        table = evaluate_sets(data, args.k)
+        table.to_csv(args.out / f"gain_w{window}_b{blocks}.csv", index=False)
+        summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")
+        summary = summary.reindex(index=list(SETS))
+        print(f"\n== mean gain over datasets (kNN k={args.k}); extended features from the first "
+              f"{window} B of up to {blocks} blocks ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+        print((summary * 100).round(1).to_string())
+    if not args.no_cost:
+        cost = costs(meas)
+        cost["ratio"] = cost["probe_extra_us"] / cost["probe_us"]
+        cost.to_csv(args.out / "cost.csv", index=False)
+        print("\n== cost per chunk (median µs, best of 5 batches)")
+        print(cost.round(2).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
