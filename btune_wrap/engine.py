@@ -24,7 +24,7 @@ from .categories import Category, SplitMode, default_category
 from .compressor import ChunkCodec, compiled_method, is_special, write_array
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, ModelError
-from .model import BtuneModel, plugin_tradeoff
+from .model import BtuneModel, ExtendedModel, plugin_tradeoff
 from .objective import chunk_objective
 from .parse import parse_optional_shape, parse_threads
 from .plugin import implicit_tuner_off
@@ -55,8 +55,10 @@ class PythonEngine:
         for what ``use_inference`` means here); ``trace`` makes :meth:`write` also render the
         trace as text (``Trace.raw``).
     model
-        The model for ``config.perf_mode`` (:func:`btune_wrap.model.load_model`); may be
-        ``None`` only with ``use_inference=0``.
+        The model for ``config.perf_mode``: plugin-format (:func:`btune_wrap.model.load_model`)
+        or extended (:func:`btune_wrap.model.load_extended_model`, which also reads the
+        dtype and the probe's extended features); may be ``None`` only with
+        ``use_inference=0``.
     max_tweaks
         Most neighbour trials in the tweak phase (default 8; 0 disables tweaking).
     repeats
@@ -80,7 +82,7 @@ class PythonEngine:
     def __init__(
         self,
         config: BtuneConfig,
-        model: BtuneModel | None,
+        model: BtuneModel | ExtendedModel | None,
         *,
         max_tweaks: int = 8,
         repeats: int = 3,
@@ -229,12 +231,14 @@ class _ArrayFill:
         #: How often the model chose each category.
         self.counts = [0] * (len(model.categories) if model else 0)
         self.last: Category | None = None
+        self.dtype = arr.dtype
         self._probe: ChunkProbe | None = None
+        extra = isinstance(model, ExtendedModel) and model.needs_extra
         if self.chunk_nbytes >= MIN_CHUNK_NBYTES:
             # Validated once for all chunks (all have the same padded size); a layout the probe
             # refuses leaves every chunk without features.
             with contextlib.suppress(InputError):
-                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize)
+                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize, extra)
         self.trace = Trace(engine="python")
         self.trace.banners.append(
             Banner(
@@ -326,7 +330,12 @@ class _ArrayFill:
             nok = int(ok.sum())
             if nok:
                 t0 = time.perf_counter()
-                chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], self.engine.tradeoff)
+                tradeoff = self.engine.tradeoff
+                if isinstance(model, ExtendedModel):
+                    extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
+                    chosen = model.choose_many(feats.cratio[ok], extra, self.dtype, tradeoff)
+                else:
+                    chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff)
                 t_share = (time.perf_counter() - t0) / nok
                 picked = np.full(count, -1, dtype=np.int64)
                 picked[ok] = chosen

@@ -12,12 +12,17 @@ tables (training) and for the engine (inference).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .errors import InputError, invalid
 from .probe import EXTRA_FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .measurements import Measurements
 
 #: The raw per-chunk columns the extended features are computed from: the plugin's cratio
 #: feature and the probe's extended features.
@@ -86,6 +91,8 @@ def feature_array(cratio: np.ndarray, extra: np.ndarray, dtype: str | np.dtype) 
 def feature_matrix(raw: pd.DataFrame, dtype: str | np.dtype) -> pd.DataFrame:
     """:func:`feature_array` of a table with the columns :data:`RAW_COLUMNS` (one row per
     chunk, e.g. the gather's ``chunks.parquet`` renamed), as a table of :data:`FEATURES`."""
+    import pandas as pd
+
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise InputError(invalid("features", sorted(raw.columns), f"columns {missing} too"))
@@ -93,3 +100,29 @@ def feature_matrix(raw: pd.DataFrame, dtype: str | np.dtype) -> pd.DataFrame:
         raw["cratio"].to_numpy(np.float64), raw[list(EXTRA_FEATURES)].to_numpy(np.float64), dtype
     )
     return pd.DataFrame(values, columns=list(FEATURES), index=raw.index)
+
+
+#: The columns an extended model uses by default, chosen on the real-data corpus
+#: (``benchmarks/bench_features.py``): the typesize and dtype kind (free) and the three filter
+#: probes each lowered the pooled and leave-one-dataset-out gain; the zero share and byte
+#: entropies added nothing beyond them.
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "cratio",
+    "log2_typesize",
+    "kind_float",
+    "kind_signed",
+    "shuffle_cratio",
+    "bitshuffle_cratio",
+    "bytedelta_cratio",
+)
+
+
+def measured_features(meas: Measurements) -> np.ndarray | None:
+    """The input columns (:data:`FEATURES`) of every measured chunk of ``meas``, in its
+    ``chunks`` order, or ``None`` for a gather without the extended features."""
+    extra = meas.extra_features()
+    dtype = meas.meta.get("dtype")
+    if extra is None or not isinstance(dtype, str):
+        return None
+    cratio = meas.chunks["cratio_feature"].to_numpy(np.float64)
+    return feature_array(cratio, extra, dtype)

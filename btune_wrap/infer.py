@@ -47,7 +47,7 @@ import numpy as np
 from .config import BtuneConfig
 from .engine import PythonEngine
 from .errors import ConfigError, InputError, ModelError, PluginUnavailableError, invalid
-from .model import BtuneModel, load_model
+from .model import BtuneModel, ExtendedModel, load_engine_model, load_model
 from .outputs import check_output
 from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
@@ -184,8 +184,9 @@ def compress(
     return result, trace
 
 
-def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | None:
-    """Validate the model the run will use, before anything is written."""
+def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | ExtendedModel | None:
+    """Validate the model the run will use, before anything is written: the Python engine
+    uses the extended model where the directory holds one."""
     if config.models_dir is None:
         if engine is Engine.PYTHON and config.use_inference != 0:
             raise ModelError(
@@ -193,6 +194,8 @@ def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | None:
                 "Python engine needs a models directory (or use_inference=0)"
             )
         return None
+    if engine is Engine.PYTHON:
+        return load_engine_model(config.models_dir, config.perf_mode)
     return load_model(config.models_dir, config.perf_mode)
 
 
