@@ -59,8 +59,29 @@ SETS = {
 }
 
 
+def with_extra(meas: Measurements, window: int, max_blocks: int) -> Measurements:
+    """``meas`` with the extended features of its chunks as columns (recomputed from its
+    source with this sampling), as a gather records them."""
+    raw = raw_extra(meas, window, max_blocks)
+    chunks = meas.chunks.copy()
+    for k, name in enumerate(probe.EXTRA_FEATURES):
+        chunks[name] = raw[:, k]
+    return Measurements(dict(meas.meta), chunks, meas.results.copy())
+
+
 def chunk_table(meas: Measurements, window: int, max_blocks: int) -> pd.DataFrame:
-    """The raw features of every measured chunk of ``meas`` (recomputed from its source)."""
+    """The input columns (:data:`btune_wrap.features.FEATURES`) of every measured chunk."""
+    extra = pd.DataFrame(raw_extra(meas, window, max_blocks), columns=list(probe.EXTRA_FEATURES))
+    raw = pd.DataFrame({"cratio": meas.chunks["cratio_feature"].to_numpy()})
+    return ft.feature_matrix(raw.join(extra), meta_dtype(meas))
+
+
+def meta_dtype(meas: Measurements) -> str:
+    return meas.meta["dtype"]
+
+
+def raw_extra(meas: Measurements, window: int, max_blocks: int) -> np.ndarray:
+    """The probe's extended features of every measured chunk (recomputed from its source)."""
     meta = meas.meta
     src = open_source(meta["source"], chunks=meta["chunks"], blocks=meta["blocks"])
     scratch = np.empty((3, probe.PROBE_WINDOW + 64), dtype=np.uint8)
@@ -74,9 +95,7 @@ def chunk_table(meas: Measurements, window: int, max_blocks: int) -> pd.DataFram
                               max_blocks)  # fmt: skip
         rows.append(out)
     src.close()
-    extra = pd.DataFrame(np.array(rows), columns=list(probe.EXTRA_FEATURES))
-    raw = pd.DataFrame({"cratio": meas.chunks["cratio_feature"].to_numpy()})
-    return ft.feature_matrix(raw.join(extra), meta["dtype"])
+    return np.array(rows)
 
 
 def knn_choose(x_train, j_train, x_test, k: int) -> np.ndarray:
@@ -89,6 +108,65 @@ def knn_choose(x_train, j_train, x_test, k: int) -> np.ndarray:
     near = np.argsort(d, axis=1, kind="stable")[:, : min(k, len(a))]  # (ntest, k)
     jn = j_train[:, near, :].mean(axis=2)  # (nt, ntest, ncat)
     return jn.argmax(-1)
+
+
+def subset(meas: Measurements, keep: np.ndarray) -> Measurements:
+    """The measurements of the chunks where ``keep`` (a mask over ``meas.chunks`` rows)."""
+    ids = meas.chunks["chunk"].to_numpy()[keep]
+    chunks = meas.chunks[keep].reset_index(drop=True)
+    results = meas.results[meas.results["chunk"].isin(ids)].reset_index(drop=True)
+    return Measurements(dict(meas.meta, measured_chunks=len(chunks)), chunks, results)
+
+
+def net_choose(train: list[Measurements], test: Measurements, mode: str, cols) -> np.ndarray:
+    """Per (tradeoff, test chunk): the choice of a network trained by
+    :func:`btune_wrap.train.fit` (the plugin's format for ``("cratio",)``, else extended)."""
+    from btune_wrap import train as tr
+
+    if tuple(cols) == ("cratio",):
+        fitted = tr.fit(train, mode, tr.TrainConfig(seed=0))
+        x = tr.inputs(fitted.meta, test.features(), TRADEOFFS)
+    else:
+        fitted = tr.fit(train, mode, tr.TrainConfig(seed=0, features=cols), extended=True)
+        idx = [ft.FEATURES.index(c) for c in cols]
+        x = fitted.meta.inputs(ft.measured_features(test)[:, idx], TRADEOFFS)
+    return fitted.scores_of(x).argmax(-1).reshape(len(TRADEOFFS), test.nchunks)
+
+
+def evaluate_net(meas: dict[str, Measurements], sets: dict, protocols) -> pd.DataFrame:
+    """Gain per (feature set, mode, protocol, dataset) with the network of ``train.fit``."""
+    from btune_wrap.train import MIN_CHUNKS
+
+    records = []
+    names = sorted(meas)
+    halves = {}
+    for n in names:
+        even = meas[n].chunks["chunk"].to_numpy() % 2 == 0
+        halves[n] = (subset(meas[n], even), subset(meas[n], ~even))
+    for mode in MODES:
+        for set_name, cols in sets.items():
+            for proto in protocols:
+                pooled = None
+                for n in names:
+                    even, odd = halves[n]
+                    if proto == "per-dataset":
+                        if even.nchunks < MIN_CHUNKS:
+                            continue
+                        chosen, test = net_choose([even], odd, mode, cols), odd
+                    elif proto == "pooled":
+                        if pooled is None:
+                            pooled = [halves[m][0] for m in names]
+                        chosen, test = net_choose(pooled, odd, mode, cols), odd
+                    else:  # leave one dataset out
+                        others = [meas[m] for m in names if m != n]
+                        chosen, test = net_choose(others, meas[n], mode, cols), meas[n]
+                    jt = objective_matrix(*test.matrices(), mode, TRADEOFFS)
+                    g = held_out_gain(jt, chosen)
+                    records.append(
+                        {"mode": mode, "set": set_name, "protocol": proto, "dataset": n, "gain": g}
+                    )
+                    print(f"  {mode} {set_name} {proto} {n}: {g:.1%}", flush=True)
+    return pd.DataFrame.from_records(records)
 
 
 def held_out_gain(j_test, chosen) -> float:
@@ -170,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=5, help="neighbours of the kNN learner (5)")
     p.add_argument("--out", type=Path, default=Path("bench_out/features"))
     p.add_argument("--no-cost", action="store_true", help="skip the timing part")
+    p.add_argument("--learner", choices=("knn", "net"), default="knn", help="learner (knn)")
+    p.add_argument("--protocols", default="per-dataset,pooled,lodo", help="with --learner net")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     meas = {
@@ -178,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
         if d.name.endswith(".meas") and is_measurement_dir(d)
     }
     pd.set_option("display.width", 200)
+    if args.learner == "net":
+        ext = {
+            n: with_extra(m, probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS) for n, m in meas.items()
+        }
+        sets = {k: SETS[k] for k in ("plugin (cratio)", "+ typesize, kind")}
+        sets["typesize, kind, filter probes"] = ft.DEFAULT_FEATURES
+        sets["all"] = ft.FEATURES
+        table = evaluate_net(ext, sets, args.protocols.split(","))
+        table.to_csv(args.out / "gain_net.csv", index=False)
+        summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")
+        print("\n== mean gain over datasets (network of train.fit)")
+        print((summary.reindex(index=list(sets)) * 100).round(1).to_string())
+        return 0
     for window, blocks in ((probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS), (8192, 64), (2048, 2)):
         t0 = time.perf_counter()
         data = {n: (m, chunk_table(m, window, blocks)) for n, m in meas.items()}
@@ -185,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out / f"gain_w{window}_b{blocks}.csv", index=False)
         summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")
         summary = summary.reindex(index=list(SETS))
+        took = time.perf_counter() - t0
         print(f"\n== mean gain over datasets (kNN k={args.k}); extended features from the first "
-              f"{window} B of up to {blocks} blocks ({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+              f"{window} B of up to {blocks} blocks ({took:.0f} s)")  # fmt: skip
         print((summary * 100).round(1).to_string())
     if not args.no_cost:
         cost = costs(meas)

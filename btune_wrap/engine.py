@@ -283,7 +283,10 @@ class _ArrayFill:
             done = 0
             while done < n_infer:
                 if job is not None:
-                    ready = job.wait(done + 1)
+                    # Whole batches: each new batch size costs the network a re-allocation
+                    # (measured: waiting for any ready chunks wrote 40 KB chunks ~30% slower
+                    # with the extended probe); the probe runs ahead after the first batch.
+                    ready = job.wait(done + min(per_batch, n_infer - done))
                     count = min(per_batch, ready - done)
                     chunks = whole[done : done + count]
                     feats = job.features(done, done + count)

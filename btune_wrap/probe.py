@@ -419,16 +419,24 @@ def _bitshuffle(src, nelem, ts, out):  # pragma: no cover - compiled
                 out[(b * 8 + j) * groups + g] = np.uint8((x >> np.uint64(8 * j)) & np.uint64(255))
 
 
+#: ``c * log2(c)`` for the counts of one sample's histogram (a table: 512 logarithms cost
+#: about as much as the three filter probes together).
+_CLOG2C = np.array([0.0] + [c * math.log2(c) for c in range(1, EXTRA_WINDOW + 1)])
+
+
 @numba.njit(cache=True)
 def _entropy(hist, total):  # pragma: no cover - compiled
-    """Shannon entropy (bits per byte, 0 to 8) of a 256-bin byte histogram."""
-    h = 0.0
+    """Shannon entropy (bits per byte, 0 to 8) of a 256-bin byte histogram of ``total``
+    counts: ``log2(total) - sum(c log2 c) / total``."""
+    table = _CLOG2C
+    s = 0.0
     for v in range(256):
         c = hist[v]
-        if c > 0:
-            p = c / total
-            h -= p * math.log2(p)
-    return h
+        if c < table.size:
+            s += table[c]
+        else:
+            s += c * math.log2(c)
+    return max(math.log2(total) - s / total, 0.0)
 
 
 @numba.njit(cache=True)
