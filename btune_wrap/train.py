@@ -21,6 +21,12 @@ From measurements (:mod:`btune_wrap.measure`) of a set of chunks:
   training report next to them: ``model_<mode>.report.json``, ``model_<mode>.history.png``
   and ``model_<mode>.tradeoffs.png``.
 
+**Extended models** (Python engine only): where every measurement directory has the probe's
+extended features, :func:`train_and_export` also fits ``model_<mode>.ext.*`` (inputs: the columns
+:attr:`TrainConfig.features` of :mod:`btune_wrap.features`, normalized, and the tradeoff; same
+labels, split, network and early stopping), after and apart from the plugin-format models, which
+come out the same as without it.
+
 TensorFlow is imported only when a model is trained or exported (inference needs only LiteRT).
 :func:`fit` trains one mode, :func:`export` writes it; :func:`train_and_export` does both for
 measurement directories, checking everything before it trains.
@@ -845,6 +851,9 @@ def train_and_export(
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainedModel]:
     """Load measurement directories, train the model(s) of ``mode``, export into ``output``.
+
+    Returns the plugin-format models (one per mode), followed by the extended ones where they
+    are trained (see :attr:`TrainConfig.extended`).
 
     Everything is checked before training (mode, measurements, chunk count, output), and the
     files are written only once every model is trained: a new ``output`` directory appears
