@@ -26,7 +26,7 @@ from .config import BtuneConfig, PerfMode
 from .errors import InputError, ModelError
 from .model import BtuneModel, ExtendedModel, plugin_tradeoff
 from .objective import chunk_objective
-from .parse import parse_optional_shape, parse_threads
+from .parse import parse_int, parse_optional_shape, parse_threads
 from .plugin import implicit_tuner_off
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
 from .sources import ChunkReader, check_array, resolve_layout
@@ -63,6 +63,12 @@ class PythonEngine:
         Most neighbour trials in the tweak phase (default 8; 0 disables tweaking).
     repeats
         Timings per tweak measurement, the minimum is kept (default 3).
+    verify
+        Categories tried per inferred chunk (default 1: the model's choice, no trial). With
+        ``k`` > 1 the model's ``k`` best-scored categories each compress the chunk (in DECOMP
+        and BALANCED modes also decompress it, once, timed) and the one of best objective
+        (:func:`btune_wrap.objective.chunk_objective`) is written; the trace row's
+        ``ctime`` is then the sum of the trials' compression times.
 
     Notes
     -----
@@ -86,6 +92,7 @@ class PythonEngine:
         *,
         max_tweaks: int = 8,
         repeats: int = 3,
+        verify: int = 1,
     ) -> None:
         if model is None and config.use_inference != 0:
             raise ModelError(
@@ -96,6 +103,7 @@ class PythonEngine:
         self.model = model
         self.max_tweaks = max_tweaks
         self.repeats = repeats
+        self.verify = parse_int("verify", verify, 1, len(model.categories) if model else 1)
         self.tradeoff = plugin_tradeoff(config.tradeoff)
         mode = config.perf_mode
         #: The mode the objective uses (AUTO behaves as COMP, as in the plugin).
@@ -325,6 +333,7 @@ class _ArrayFill:
         assert model is not None
         count = chunks.shape[0]
         choices = [-1] * count
+        tops = None
         entropy = [0.0] * count
         t_share = 0.0
         if feats is not None:
@@ -333,12 +342,16 @@ class _ArrayFill:
             nok = int(ok.sum())
             if nok:
                 t0 = time.perf_counter()
-                tradeoff = self.engine.tradeoff
+                tradeoff, top = self.engine.tradeoff, self.engine.verify
                 if isinstance(model, ExtendedModel):
                     extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
-                    chosen = model.choose_many(feats.cratio[ok], extra, self.dtype, tradeoff)
+                    chosen = model.choose_many(feats.cratio[ok], extra, self.dtype, tradeoff, top)
                 else:
-                    chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff)
+                    chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
+                if top > 1:
+                    tops = np.full((count, top), -1, dtype=np.int64)
+                    tops[ok] = chosen
+                    chosen = chosen[:, 0]
                 t_share = (time.perf_counter() - t0) / nok
                 picked = np.full(count, -1, dtype=np.int64)
                 picked[ok] = chosen
@@ -353,12 +366,36 @@ class _ArrayFill:
                 cat = self.last or most_predicted(model, counts) or default_category()
                 write(step, chunks[k], self.writer(cat), RowState.STOP)
                 continue
+            trial = None
+            if tops is not None:
+                index, trial = self._verify(chunks[k], tops[k])
             counts[index] += 1
             writer = by_index[index]
             if writer is None:
                 writer = by_index[index] = self.writer(categories[index])
             self.last = writer.category
-            write(step, chunks[k], writer, inference, index, entropy[k], t_share)
+            write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
+
+    def _verify(self, buf: np.ndarray, candidates: np.ndarray) -> tuple[int, tuple[bytes, float]]:
+        """Try each candidate category on the chunk; the index of best objective, its
+        compressed chunk and the summed compression time of every trial."""
+        engine = self.engine
+        best, best_j, kept, total = -1, -math.inf, b"", 0.0
+        nbytes = buf.nbytes
+        for index in candidates.tolist():
+            codec = self.writer(self.engine.model.categories[index]).codec
+            if engine.decompress:
+                chunk, m = codec.measure_chunk(buf, 1)
+                ctime, dtime = m.ctime, m.dtime
+            else:
+                t0 = time.perf_counter()
+                chunk = codec.compress(buf)
+                ctime, dtime = time.perf_counter() - t0, None
+            total += ctime
+            j = chunk_objective(nbytes, len(chunk), ctime, dtime, engine.mode, engine.tradeoff)
+            if float(j) > best_j:
+                best, best_j, kept = index, float(j), chunk
+        return best, (kept, total)
 
 
 class RowLog:
@@ -386,14 +423,20 @@ class RowLog:
         category: int = -1,
         time_entropy: float = 0.0,
         time_inference: float = 0.0,
+        compressed: tuple[bytes, float] | None = None,
     ) -> None:
         """Compress one chunk with ``slot`` and store it; its row is completed later.
 
-        ``category`` is the model's index for the chunk (-1: the model did not choose it).
+        ``category`` is the model's index for the chunk (-1: the model did not choose it);
+        ``compressed`` is the chunk already compressed with ``writer`` and the seconds it took
+        (verification), else it is compressed here.
         """
-        t0 = time.perf_counter()
-        chunk = writer.compress(buf)
-        ctime = time.perf_counter() - t0
+        if compressed is None:
+            t0 = time.perf_counter()
+            chunk = writer.compress(buf)
+            ctime = time.perf_counter() - t0
+        else:
+            chunk, ctime = compressed
         self.update_chunk(step, chunk)
         rows = self.trace.rows
         self._pending.append(

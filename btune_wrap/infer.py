@@ -92,6 +92,7 @@ def compress(
     repeats: int = 3,
     echo: bool = False,
     force: bool = False,
+    verify: int = 1,
 ) -> tuple[blosc2.NDArray, Trace]:
     """Write ``data`` as a Blosc2 NDArray with a trained model choosing each chunk's parameters.
 
@@ -128,6 +129,10 @@ def compress(
         engine; the same layout for the Python engine). Default False.
     force
         Replace an existing ``urlpath`` file. Default False.
+    verify
+        Python engine: categories tried per inferred chunk, the model's best-scored first; the
+        one of best objective is written (default 1: the model's choice, no trial; see
+        :class:`btune_wrap.engine.PythonEngine`).
 
     Returns
     -------
@@ -160,6 +165,9 @@ def compress(
         )
     max_tweaks = parse_int("max_tweaks", max_tweaks, 0)
     repeats = parse_int("repeats", repeats, 1)
+    verify = parse_int("verify", verify, 1)
+    if which is Engine.NATIVE and verify != 1:
+        raise ConfigError(invalid("verify", verify, "1 with the native engine (the plugin)"))
     if which is Engine.NATIVE:
         require_plugin(models=cfg.models_dir is not None)
     model = _model_for(cfg, which)
@@ -174,7 +182,7 @@ def compress(
         return write_tuned(
             array, cfg, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads, echo=echo
         )
-    engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats)
+    engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify)
     result, trace = engine_.write(
         array, urlpath=urlpath, chunks=chunks, blocks=blocks, nthreads=nthreads
     )

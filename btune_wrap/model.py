@@ -237,6 +237,14 @@ class ModelRunner:
         best[out[np.arange(n), best] <= -1.0] = 0
         return best
 
+    def top_many(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` best-scored indices per row (int64 ``(n, k)``, best first; ties by index),
+        in one network call; ``k`` = 1 gives :meth:`predict_many` as a column."""
+        if k == 1:
+            return self.predict_many(rows)[:, None]
+        out = self.scores_many(rows)
+        return np.argsort(-out, axis=1, kind="stable")[:, :k].astype(np.int64)
+
     def scores_many(self, rows: np.ndarray) -> np.ndarray:
         """:meth:`scores` for each row of a float32 ``(n, ninputs)`` array, in one network call.
 
@@ -331,9 +339,10 @@ class BtuneModel:
         return self.runner.predict(float(c), float(s), tradeoff)
 
     def choose_many(
-        self, cratios: Sequence[float], speeds: Sequence[float], tradeoff: float
+        self, cratios: Sequence[float], speeds: Sequence[float], tradeoff: float, top: int = 1
     ) -> np.ndarray:
-        """:meth:`choose` for many chunks in one network call; returns the indices (int64)."""
+        """:meth:`choose` for many chunks in one network call; returns the indices (int64);
+        with ``top`` > 1, the ``top`` best-scored ones per chunk (``(n, top)``, best first)."""
         rows = np.empty((len(cratios), 3), dtype=np.float32)
         rows[:, 0] = cratios
         rows[:, 1] = speeds
@@ -342,6 +351,8 @@ class BtuneModel:
         rows[:, 1] -= np.float32(self.meta.speed.mean)
         rows[:, 1] /= np.float32(self.meta.speed.std)
         rows[:, 2] = tradeoff
+        if top > 1:
+            return self.runner.top_many(rows, top)
         return self.runner.predict_many(rows)
 
 
@@ -555,11 +566,17 @@ class ExtendedModel:
         return self.meta.needs_extra
 
     def choose_many(
-        self, cratios: np.ndarray, extra: np.ndarray, dtype: str | np.dtype, tradeoff: float
+        self,
+        cratios: np.ndarray,
+        extra: np.ndarray,
+        dtype: str | np.dtype,
+        tradeoff: float,
+        top: int = 1,
     ) -> np.ndarray:
         """The category index per chunk (int64) from the probe's ``cratio`` feature and its
         ``extra`` rows (:class:`btune_wrap.probe.FeatureArrays`) of an array of ``dtype``, at
-        the network's ``tradeoff`` (:func:`plugin_tradeoff`)."""
+        the network's ``tradeoff`` (:func:`plugin_tradeoff`); with ``top`` > 1, the ``top``
+        best-scored ones per chunk (``(n, top)``, best first)."""
         from .features import FEATURES, feature_array
 
         cratios = np.asarray(cratios, dtype=np.float64)
@@ -571,6 +588,8 @@ class ExtendedModel:
         rows = np.empty((cratios.size, self.meta.ninputs), dtype=np.float32)
         rows[:, :-1] = self.meta.normalize(values[:, cols])
         rows[:, -1] = tradeoff
+        if top > 1:
+            return self.runner.top_many(rows, top)
         return self.runner.predict_many(rows)
 
 

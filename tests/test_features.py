@@ -171,3 +171,42 @@ def test_extended_json_with_an_unknown_feature_is_refused(trained: dict, tmp_pat
     doc["std"][0] = 0
     with pytest.raises(ModelError, match="std"):
         ExtendedMeta.from_dict(doc)
+
+
+def test_verification_keeps_the_smallest_chunk_of_the_tried_categories_at_tradeoff_1(
+    trained: dict,
+) -> None:
+    """At tradeoff 1 the objective is the ratio alone (no timing), so trying every category
+    must write each chunk as small as its smallest measured compression."""
+    from btune_wrap.compressor import ChunkCodec
+    from btune_wrap.infer import compress
+
+    data = training_data(8, seed=5)
+    models = trained["dir"]
+    ncat = len(CATEGORIES)
+    config = BtuneConfig(tradeoff=1.0, perf_mode="DECOMP", models_dir=models, use_inference=-1)
+    arr, trace = compress(data, config, "python", chunks=(5000,), verify=ncat)
+    np.testing.assert_array_equal(arr[:], data)
+    model = load_engine_model(models, "DECOMP")
+    sc = arr.schunk
+    for i, buf in enumerate(iter_chunk_buffers(data, arr)):
+        sizes = [
+            len(
+                ChunkCodec(c.to_cparams(typesize=8, blocksize=sc.blocksize), buf.nbytes).compress(
+                    buf
+                )
+            )
+            for c in model.categories
+        ]
+        assert len(sc.get_chunk(i)) == min(sizes)
+    assert len(trace.inferences) == 8
+
+
+def test_verify_is_refused_with_the_native_engine_and_below_1(trained: dict) -> None:
+    from btune_wrap.infer import compress
+
+    config = BtuneConfig(tradeoff=0.5, models_dir=trained["dir"], use_inference=-1)
+    with pytest.raises(ValueError, match="verify"):
+        compress(training_data(2), config, "native", verify=2)
+    with pytest.raises(ValueError, match="verify"):
+        compress(training_data(2), config, "python", verify=0)
