@@ -14,12 +14,16 @@ On gathered real-data measurements (``*.meas`` of the corpus, e.g. ``bench_quali
    over the ``k`` nearest training chunks in standardized feature space) or ``net`` (the
    extended network of :func:`btune_wrap.train.fit`);
 3. the cost per chunk (median µs) of the plugin's probe alone and with the extended features,
-   at 40 KB (the tutorial's 5000 int64) and 256 KB chunks, and per sampling window.
+   at 40 KB (the tutorial's 5000 int64) and 256 KB chunks;
+4. with ``--learner net``, also the gain of verification (the network's 1, 2, 3 best-scored
+   categories tried per chunk, the best kept; in comp mode every trial's compression time
+   counts); with ``--verify-models DIR`` only the Python engine's write throughput with
+   verification k = 1, 2, 3 (40 KB chunks of the tutorial's data).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_features.py --meas ../wt-corpus/build/corpus-meas-40
-        [--learner knn|net] [--out bench_out/features]
+        [--learner knn|net] [--out bench_out/features] [--verify-models DIR]
 """
 
 from __future__ import annotations
@@ -266,6 +270,44 @@ def costs(meas: dict[str, Measurements], repeats: int = 5) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def verify_throughput(models: Path, repeats: int = 5) -> pd.DataFrame:
+    """Write throughput (MB/s, best of ``repeats``) of the Python engine with verification
+    ``k`` = 1, 2, 3, beside ``blosc2.asarray`` with the category the model chose most, on the
+    tutorial's data in 40 KB chunks, blosc2's default threads."""
+    import blosc2
+
+    from btune_wrap import BtuneConfig
+    from btune_wrap.data import mixed_int, rand_int
+    from btune_wrap.infer import compress
+    from btune_wrap.model import load_engine_model
+
+    records = []
+    for name, data in (("rand_int", rand_int(2_000_000, seed=1)), ("mixed", mixed_int(400))):
+        for mode in ("COMP", "DECOMP"):
+            cfg = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models, use_inference=-1)
+            _, trace = compress(data, cfg, "python", chunks=(5000,))
+            model = load_engine_model(models, mode)
+            counts = np.bincount([i.category for i in trace.inferences])
+            cat = model.categories[int(np.argmax(counts))]
+            cp = cat.to_cparams(typesize=8, blocksize=0, nthreads=blosc2.nthreads)
+            best = dict.fromkeys(("asarray", 1, 2, 3), np.inf)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                blosc2.asarray(data, cparams=cp, chunks=(5000,))
+                best["asarray"] = min(best["asarray"], time.perf_counter() - t0)
+                for k in (1, 2, 3):
+                    t0 = time.perf_counter()
+                    compress(data, cfg, "python", chunks=(5000,), verify=k)
+                    best[k] = min(best[k], time.perf_counter() - t0)
+            mb = data.nbytes / 1e6
+            rec = {"data": name, "mode": mode, "fixed": cat.name}
+            rec.update(
+                {f"{k}_mbs" if k == "asarray" else f"k{k}_mbs": mb / v for k, v in best.items()}
+            )
+            records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--meas", type=Path, required=True, help="directory of *.meas")
@@ -274,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cost", action="store_true", help="skip the timing part")
     p.add_argument("--learner", choices=("knn", "net"), default="knn", help="learner (knn)")
     p.add_argument("--protocols", default="per-dataset,pooled,lodo", help="with --learner net")
+    p.add_argument("--verify-models", type=Path, help="models directory: only measure the write "
+                   "throughput of verification k = 1, 2, 3 with it")  # fmt: skip
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     meas = {
@@ -282,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         if d.name.endswith(".meas") and is_measurement_dir(d)
     }
     pd.set_option("display.width", 200)
+    if args.verify_models is not None:
+        table = verify_throughput(args.verify_models)
+        table.to_csv(args.out / "verify_throughput.csv", index=False)
+        print("\n== write throughput (MB/s, 40 KB chunks) with verification k = 1, 2, 3")
+        print(table.round(0).to_string(index=False))
+        return 0
     if args.learner == "net":
         ext = {
             n: with_extra(m, probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS) for n, m in meas.items()
