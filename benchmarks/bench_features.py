@@ -338,7 +338,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         sets = {k: SETS[k] for k in ("plugin (cratio)", "+ typesize, kind")}
         sets["typesize, kind, filter probes"] = ft.DEFAULT_FEATURES
-        sets["all"] = ft.FEATURES
         table = evaluate_net(ext, sets, args.protocols.split(","))
         table.to_csv(args.out / "gain_net.csv", index=False)
         summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")
