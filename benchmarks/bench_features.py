@@ -270,19 +270,21 @@ def costs(meas: dict[str, Measurements], repeats: int = 5) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def verify_throughput(models: Path, repeats: int = 5) -> pd.DataFrame:
-    """Write throughput (MB/s, best of ``repeats``) of the Python engine with verification
-    ``k`` = 1, 2, 3, beside ``blosc2.asarray`` with the category the model chose most, on the
-    tutorial's data in 40 KB chunks, blosc2's default threads."""
+def verify_throughput(models: Path, repeats: int = 3) -> pd.DataFrame:
+    """Write throughput (MB/s, best of ``repeats``, default 3) of the Python engine with
+    verification ``k`` = 1, 2, 3, beside ``blosc2.asarray`` with the category the model chose
+    most, on the tutorial's data in 40 KB chunks, blosc2's default threads."""
     import blosc2
 
     from btune_wrap import BtuneConfig
-    from btune_wrap.data import mixed_int, rand_int
+    from btune_wrap.data import rand_int
     from btune_wrap.infer import compress
     from btune_wrap.model import load_engine_model
 
     records = []
-    for name, data in (("rand_int", rand_int(2_000_000, seed=1)), ("mixed", mixed_int(400))):
+    # rand_int only: on mixed, a model trained on rand_int picks zstd-bitshuffle-9 for half the
+    # chunks (4 MB/s whatever the engine), which says nothing about verification.
+    for name, data in (("rand_int", rand_int(2_000_000, seed=1)),):
         for mode in ("COMP", "DECOMP"):
             cfg = BtuneConfig(tradeoff=0.5, perf_mode=mode, models_dir=models, use_inference=-1)
             _, trace = compress(data, cfg, "python", chunks=(5000,))
