@@ -65,6 +65,13 @@ if TYPE_CHECKING:
 #: Fewest chunks :func:`fit` accepts: enough for at least one test, one validation and a few
 #: training chunks.
 MIN_CHUNKS = 10
+#: Fewest chunks for which ``TrainConfig(extended=None)`` trains the extended model. Measured
+#: on the real-data corpus (``benchmarks/bench_features.py --learner net``): trained on the
+#: ~20 even chunks of one array, the extended network chose categories 30-100x worse than the
+#: best on the odd chunks of 3 of 9 arrays in COMP mode (overfitting inputs that barely vary
+#: within an array), while trained on the ~190 even chunks of all arrays it cut the mean gain
+#: from 93% to 26%.
+EXT_MIN_CHUNKS = 100
 #: How many of the most predicted categories the per-tradeoff table shows.
 TOP_PREDICTED = 3
 #: File suffixes of the training report written next to ``model_<mode>.*``.
@@ -119,7 +126,9 @@ class TrainConfig:
         Whether :func:`train_and_export` also trains the extended model of each mode
         (``model_<mode>.ext.*``, read by the Python engine only; the plugin-format files are
         written as without it): ``None`` (default) when every measurement directory has the
-        extended features (gathers since they are recorded), True to require them, False never.
+        extended features (gathers since they are recorded) and there are at least
+        :data:`EXT_MIN_CHUNKS` chunks, True whenever they have the features (an error if
+        not), False never.
     features
         The extended model's input columns (names of :data:`btune_wrap.features.FEATURES`).
         Default :data:`btune_wrap.features.DEFAULT_FEATURES`.
@@ -886,7 +895,10 @@ def train_and_export(
     has_extended = all(measured_features(m) is not None for m in loaded)
     if config.extended and not has_extended:
         raise InputError(_NO_EXTENDED)
-    extended = has_extended and config.extended is not False
+    nchunks = sum(m.nchunks for m in loaded)
+    extended = has_extended and (
+        config.extended or (config.extended is None and nchunks >= EXT_MIN_CHUNKS)
+    )
     check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
     check_output(output, modes, **check, extended=extended)
     trained = [fit(loaded, m, config, progress=progress) for m in modes]

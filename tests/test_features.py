@@ -53,7 +53,8 @@ def trained(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from btune_wrap import train
 
     out = tmp_path_factory.mktemp("models") / "models"
-    models = train.train_and_export([gathered], out, "both", train.TrainConfig(**QUICK))
+    config = train.TrainConfig(**QUICK, extended=True)
+    models = train.train_and_export([gathered], out, "both", config)
     return {"dir": out, "models": models}
 
 
@@ -119,6 +120,15 @@ def test_old_measurements_without_the_columns_load_and_train_plugin_models_only(
         )
     with pytest.raises(InputError, match="extended features"):
         train.train_and_export([old], tmp_path / "m2", "c", train.TrainConfig(extended=True))
+
+
+def test_few_chunks_train_no_extended_model_unless_asked(gathered: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from btune_wrap import train
+
+    assert NCHUNKS < train.EXT_MIN_CHUNKS
+    models = train.train_and_export([gathered], tmp_path / "m", "c", train.TrainConfig(**QUICK))
+    assert [m.stem for m in models] == ["model_comp"]
 
 
 def test_extended_model_round_trip_chooses_as_the_trained_network(trained: dict) -> None:
