@@ -368,7 +368,7 @@ class _ArrayFill:
                 continue
             trial = None
             if tops is not None:
-                index, trial = self._verify(chunks[k], tops[k])
+                index, trial = _verify(self, chunks[k], tops[k])
             counts[index] += 1
             writer = by_index[index]
             if writer is None:
@@ -376,26 +376,30 @@ class _ArrayFill:
             self.last = writer.category
             write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
 
-    def _verify(self, buf: np.ndarray, candidates: np.ndarray) -> tuple[int, tuple[bytes, float]]:
-        """Try each candidate category on the chunk; the index of best objective, its
-        compressed chunk and the summed compression time of every trial."""
-        engine = self.engine
-        best, best_j, kept, total = -1, -math.inf, b"", 0.0
-        nbytes = buf.nbytes
-        for index in candidates.tolist():
-            codec = self.writer(self.engine.model.categories[index]).codec
-            if engine.decompress:
-                chunk, m = codec.measure_chunk(buf, 1)
-                ctime, dtime = m.ctime, m.dtime
-            else:
-                t0 = time.perf_counter()
-                chunk = codec.compress(buf)
-                ctime, dtime = time.perf_counter() - t0, None
-            total += ctime
-            j = chunk_objective(nbytes, len(chunk), ctime, dtime, engine.mode, engine.tradeoff)
-            if float(j) > best_j:
-                best, best_j, kept = index, float(j), chunk
-        return best, (kept, total)
+
+def _verify(
+    fill: _ArrayFill, buf: np.ndarray, candidates: np.ndarray
+) -> tuple[int, tuple[bytes, float]]:
+    """Verification (:attr:`PythonEngine.verify`): try each candidate category on the chunk;
+    the index of best objective, its compressed chunk and the summed compression time of every
+    trial (one timing each; in DECOMP and BALANCED the decompression is timed too)."""
+    engine = fill.engine
+    best, best_j, kept, total = -1, -math.inf, b"", 0.0
+    nbytes = buf.nbytes
+    for index in candidates.tolist():
+        codec = fill.writer(engine.model.categories[index]).codec
+        if engine.decompress:
+            chunk, m = codec.measure_chunk(buf, 1)
+            ctime, dtime = m.ctime, m.dtime
+        else:
+            t0 = time.perf_counter()
+            chunk = codec.compress(buf)
+            ctime, dtime = time.perf_counter() - t0, None
+        total += ctime
+        j = chunk_objective(nbytes, len(chunk), ctime, dtime, engine.mode, engine.tradeoff)
+        if float(j) > best_j:
+            best, best_j, kept = index, float(j), chunk
+    return best, (kept, total)
 
 
 class RowLog:
