@@ -23,13 +23,14 @@ from .measurements import (
     RESULT_COLUMNS,
     RESULT_EXTRA,
     RESULTS_FILE,
+    extra_chunk_columns,
 )
 
 PARTIAL_META = "gather.json"
 PART_PREFIX = "part-"
 PART_WORKERS = "workers.json"
 #: The columns a gather writes, in order.
-CHUNK_TABLE = CHUNK_COLUMNS | CHUNK_EXTRA
+CHUNK_TABLE = CHUNK_COLUMNS | CHUNK_EXTRA | extra_chunk_columns()
 RESULT_TABLE = RESULT_COLUMNS | RESULT_EXTRA
 
 
@@ -77,7 +78,7 @@ class Checkpoint:
 
     def add(self, chunk_row: tuple, rows: list[tuple], worker: dict[str, object]) -> None:
         """One measured chunk: its row, its categories' rows and who measured it."""
-        self.workers.setdefault(str(chunk_row[-1]), worker)
+        self.workers.setdefault(str(chunk_row[len(CHUNK_COLUMNS)]), worker)
         self._results.extend(rows)
         self._chunks.append(chunk_row)
 
@@ -103,9 +104,12 @@ class Checkpoint:
         import pandas as pd
 
         parts = self._parts()
-        chunks = pd.concat(
-            [pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True
-        ).astype(CHUNK_TABLE)
+        chunks = pd.concat([pd.read_parquet(p / CHUNKS_FILE) for p in parts], ignore_index=True)
+        extra = [c for c in extra_chunk_columns() if c in chunks.columns]
+        if len(extra) < len(extra_chunk_columns()) or chunks[extra].isna().any().any():
+            # Parts checkpointed before the extended features were recorded: none are kept.
+            chunks = chunks.drop(columns=extra)
+        chunks = chunks.astype({c: t for c, t in CHUNK_TABLE.items() if c in chunks.columns})
         results = pd.concat(
             [pd.read_parquet(p / RESULTS_FILE) for p in parts], ignore_index=True
         ).astype(RESULT_TABLE)

@@ -24,9 +24,9 @@ from .categories import Category, SplitMode, default_category
 from .compressor import ChunkCodec, compiled_method, is_special, write_array
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, ModelError
-from .model import BtuneModel, plugin_tradeoff
+from .model import BtuneModel, ExtendedModel, plugin_tradeoff
 from .objective import chunk_objective
-from .parse import parse_optional_shape, parse_threads
+from .parse import parse_int, parse_optional_shape, parse_threads
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
 from .runtime import implicit_tuner_off
 from .sources import ChunkReader, check_array, resolve_layout
@@ -58,12 +58,20 @@ class PythonEngine:
         for what ``use_inference`` means here); ``trace`` makes :meth:`write` also render the
         trace as text (``Trace.raw``).
     model
-        The model for ``config.perf_mode`` (:func:`btune_wrap.model.load_model`); may be
-        ``None`` only with ``use_inference=0``.
+        The model for ``config.perf_mode``: plugin-format (:func:`btune_wrap.model.load_model`)
+        or extended (:func:`btune_wrap.model.load_extended_model`, which also reads the
+        dtype and the probe's extended features); may be ``None`` only with
+        ``use_inference=0``.
     max_tweaks
         Most neighbour trials in the tweak phase (default 8; 0 disables tweaking).
     repeats
         Timings per tweak measurement, the minimum is kept (default 3).
+    verify
+        Categories tried per inferred chunk (default 1: the model's choice, no trial). With
+        ``k`` > 1 the model's ``k`` best-scored categories each compress the chunk (in DECOMP
+        and BALANCED modes also decompress it, once, timed) and the one of best objective
+        (:func:`btune_wrap.objective.chunk_objective`) is written; the trace row's
+        ``ctime`` is then the sum of the trials' compression times.
 
     Notes
     -----
@@ -83,10 +91,11 @@ class PythonEngine:
     def __init__(
         self,
         config: BtuneConfig,
-        model: BtuneModel | None,
+        model: BtuneModel | ExtendedModel | None,
         *,
         max_tweaks: int = 8,
         repeats: int = 3,
+        verify: int = 1,
     ) -> None:
         if model is None and config.use_inference != 0:
             raise ModelError(
@@ -97,6 +106,7 @@ class PythonEngine:
         self.model = model
         self.max_tweaks = max_tweaks
         self.repeats = repeats
+        self.verify = parse_int("verify", verify, 1, len(model.categories) if model else 1)
         self.tradeoff = plugin_tradeoff(config.tradeoff)
         mode = config.perf_mode
         #: The mode the objective uses (AUTO behaves as COMP, as in the plugin).
@@ -250,12 +260,14 @@ class _ArrayFill:
         #: How often the model chose each category.
         self.counts = [0] * (len(model.categories) if model else 0)
         self.last: Category | None = None
+        self.dtype = arr.dtype
         self._probe: ChunkProbe | None = None
+        extra = isinstance(model, ExtendedModel) and model.needs_extra
         if self.chunk_nbytes >= MIN_CHUNK_NBYTES:
             # Validated once for all chunks (all have the same padded size); a layout the probe
             # refuses leaves every chunk without features.
             with contextlib.suppress(InputError):
-                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize)
+                self._probe = ChunkProbe(self.chunk_nbytes, self.typesize, self.blocksize, extra)
         self.trace = Trace(engine="python")
         self.trace.banners.append(
             Banner(
@@ -300,7 +312,10 @@ class _ArrayFill:
             done = 0
             while done < n_infer:
                 if job is not None:
-                    ready = job.wait(done + 1)
+                    # Whole batches: each new batch size costs the network a re-allocation
+                    # (measured: waiting for any ready chunks wrote 40 KB chunks ~30% slower
+                    # with the extended probe); the probe runs ahead after the first batch.
+                    ready = job.wait(done + min(per_batch, n_infer - done))
                     count = min(per_batch, ready - done)
                     chunks = whole[done : done + count]
                     feats = job.features(done, done + count)
@@ -339,6 +354,7 @@ class _ArrayFill:
         assert model is not None
         count = chunks.shape[0]
         choices = [-1] * count
+        tops = None
         entropy = [0.0] * count
         t_share = 0.0
         if feats is not None:
@@ -347,7 +363,16 @@ class _ArrayFill:
             nok = int(ok.sum())
             if nok:
                 t0 = time.perf_counter()
-                chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], self.engine.tradeoff)
+                tradeoff, top = self.engine.tradeoff, self.engine.verify
+                if isinstance(model, ExtendedModel):
+                    extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
+                    chosen = model.choose_many(feats.cratio[ok], extra, self.dtype, tradeoff, top)
+                else:
+                    chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
+                if top > 1:
+                    tops = np.full((count, top), -1, dtype=np.int64)
+                    tops[ok] = chosen
+                    chosen = chosen[:, 0]
                 t_share = (time.perf_counter() - t0) / nok
                 picked = np.full(count, -1, dtype=np.int64)
                 picked[ok] = chosen
@@ -362,12 +387,40 @@ class _ArrayFill:
                 cat = self.last or most_predicted(model, counts) or default_category()
                 write(step, chunks[k], self.writer(cat), RowState.STOP)
                 continue
+            trial = None
+            if tops is not None:
+                index, trial = _verify(self, chunks[k], tops[k])
             counts[index] += 1
             writer = by_index[index]
             if writer is None:
                 writer = by_index[index] = self.writer(categories[index])
             self.last = writer.category
-            write(step, chunks[k], writer, inference, index, entropy[k], t_share)
+            write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
+
+
+def _verify(
+    fill: _ArrayFill, buf: np.ndarray, candidates: np.ndarray
+) -> tuple[int, tuple[bytes, float]]:
+    """Verification (:attr:`PythonEngine.verify`): try each candidate category on the chunk;
+    the index of best objective, its compressed chunk and the summed compression time of every
+    trial (one timing each; in DECOMP and BALANCED the decompression is timed too)."""
+    engine = fill.engine
+    best, best_j, kept, total = -1, -math.inf, b"", 0.0
+    nbytes = buf.nbytes
+    for index in candidates.tolist():
+        codec = fill.writer(engine.model.categories[index]).codec
+        if engine.decompress:
+            chunk, m = codec.measure_chunk(buf, 1)
+            ctime, dtime = m.ctime, m.dtime
+        else:
+            t0 = time.perf_counter()
+            chunk = codec.compress(buf)
+            ctime, dtime = time.perf_counter() - t0, None
+        total += ctime
+        j = chunk_objective(nbytes, len(chunk), ctime, dtime, engine.mode, engine.tradeoff)
+        if float(j) > best_j:
+            best, best_j, kept = index, float(j), chunk
+    return best, (kept, total)
 
 
 class RowLog:
@@ -395,14 +448,20 @@ class RowLog:
         category: int = -1,
         time_entropy: float = 0.0,
         time_inference: float = 0.0,
+        compressed: tuple[bytes, float] | None = None,
     ) -> None:
         """Compress one chunk with ``slot`` and store it; its row is completed later.
 
-        ``category`` is the model's index for the chunk (-1: the model did not choose it).
+        ``category`` is the model's index for the chunk (-1: the model did not choose it);
+        ``compressed`` is the chunk already compressed with ``writer`` and the seconds it took
+        (verification), else it is compressed here.
         """
-        t0 = time.perf_counter()
-        chunk = writer.compress(buf)
-        ctime = time.perf_counter() - t0
+        if compressed is None:
+            t0 = time.perf_counter()
+            chunk = writer.compress(buf)
+            ctime = time.perf_counter() - t0
+        else:
+            chunk, ctime = compressed
         self.update_chunk(step, chunk)
         rows = self.trace.rows
         self._pending.append(

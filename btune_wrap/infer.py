@@ -51,7 +51,7 @@ from .config import GENERAL_MODEL_DIR, BtuneConfig
 from .engine import PythonEngine
 from .errors import ConfigError, InputError, invalid
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
-from .model import BtuneModel, load_model
+from .model import BtuneModel, ExtendedModel, load_engine_model, load_model
 from .outputs import check_output
 from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
@@ -96,6 +96,7 @@ def compress(
     repeats: int = 3,
     echo: bool = False,
     force: bool = False,
+    verify: int = 1,
 ) -> tuple[blosc2.NDArray | H5Dataset, Trace]:
     """Write ``data`` as a Blosc2 NDArray with a trained model choosing each chunk's parameters.
 
@@ -135,6 +136,10 @@ def compress(
     force
         Replace an existing ``urlpath`` file (for an HDF5 output: the dataset of that name, the
         file's other objects kept). Default False.
+    verify
+        Python engine: categories tried per inferred chunk, the model's best-scored first; the
+        one of best objective is written (default 1: the model's choice, no trial; see
+        :class:`btune_wrap.engine.PythonEngine`).
 
     Returns
     -------
@@ -170,6 +175,9 @@ def compress(
         check_output(urlpath, inputs, force=force, name="urlpath")
     max_tweaks = parse_int("max_tweaks", max_tweaks, 0)
     repeats = parse_int("repeats", repeats, 1)
+    verify = parse_int("verify", verify, 1)
+    if which is Engine.NATIVE and verify != 1:
+        raise ConfigError(invalid("verify", verify, "1 with the native engine (the plugin)"))
     if which is Engine.NATIVE:
         require_plugin()
     model = _model_for(cfg, which)
@@ -181,7 +189,7 @@ def compress(
     layout = {"chunks": chunks, "blocks": blocks, "nthreads": nthreads}
     if which is Engine.NATIVE:
         return write_tuned(array, cfg, urlpath=urlpath, echo=echo, force=force, **layout)
-    engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats)
+    engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify)
     if target is not None:
         attrs = source_attrs(data)
         result, trace = write_h5(engine_, array, target, force=force, attrs=attrs, **layout)
@@ -193,14 +201,17 @@ def compress(
     return result, trace
 
 
-def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | None:
+def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | ExtendedModel | None:
     """Validate the model the run will use, before anything is written: the configured one;
     without one, the general model (:data:`~btune_wrap.config.GENERAL_MODEL_DIR`) for the
-    Python engine, nothing for the plugin (its genetic search) or with ``use_inference=0``."""
+    Python engine, nothing for the plugin (its genetic search) or with ``use_inference=0``. The
+    Python engine uses the extended model where the directory holds one."""
     if config.models_dir is None:
         if engine is Engine.PYTHON and config.use_inference != 0:
-            return load_model(GENERAL_MODEL_DIR, config.perf_mode)
+            return load_engine_model(GENERAL_MODEL_DIR, config.perf_mode)
         return None
+    if engine is Engine.PYTHON:
+        return load_engine_model(config.models_dir, config.perf_mode)
     return load_model(config.models_dir, config.perf_mode)
 
 

@@ -277,6 +277,8 @@ class ChunkMeasurer:
         # engine) probes a chunk, which would skew the speed feature.
         chunk_features(buf, source.typesize, bs)
         feats = chunk_features(buf, source.typesize, bs)
+        # The extended features apart, so that probe_time stays the plugin's probe.
+        extra = chunk_features(buf, source.typesize, bs, True).extra
         codecs = self._codecs_for(buf.nbytes, bs)
         names = [c.name for c in self.categories]
         if self.full_repeats or self.repeats == 1:
@@ -287,7 +289,8 @@ class ChunkMeasurer:
             ]
         else:
             rows = self._measure_contested(i, buf, names, codecs)
-        return (i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed, self.worker), rows
+        chunk_row = (i, buf.nbytes, feats.cratio, feats.speed, feats.elapsed, self.worker, *extra)
+        return chunk_row, rows
 
     def _measure_contested(
         self, i: int, buf: np.ndarray, names: list[str], codecs: list[ChunkCodec]

@@ -115,6 +115,15 @@ class Measurements:
         """``(nchunks, 2)`` float64: raw cratio and speed features, in ``chunks`` order."""
         return self.chunks[["cratio_feature", "speed_feature"]].to_numpy(np.float64)
 
+    def extra_features(self) -> np.ndarray | None:
+        """``(nchunks, 6)`` float64: the probe's extended features per chunk
+        (:data:`btune_wrap.probe.EXTRA_FEATURES`, in ``chunks`` order), or ``None`` for a
+        directory gathered before they were recorded."""
+        cols = list(extra_chunk_columns())
+        if not all(c in self.chunks.columns for c in cols):
+            return None
+        return self.chunks[cols].to_numpy(np.float64)
+
     def matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(nbytes, cbytes, ctime, dtime)`` aligned with ``chunks`` rows and categories.
 
@@ -166,7 +175,7 @@ class Measurements:
         where = f"measurements {self.name!r}"
         self._cats = _check_meta(self.meta, where)
         for frame, cols, extra, label in (
-            (self.chunks, CHUNK_COLUMNS, CHUNK_EXTRA, CHUNKS_FILE),
+            (self.chunks, CHUNK_COLUMNS, CHUNK_EXTRA | extra_chunk_columns(), CHUNKS_FILE),
             (self.results, RESULT_COLUMNS, RESULT_EXTRA, RESULTS_FILE),
         ):
             _check_table(frame, cols, f"{where}: {label}")
@@ -206,7 +215,8 @@ class Measurements:
         path = Path(path)
         with atomic_dir(path) as tmp:
             (tmp / META_FILE).write_text(json.dumps(self.meta, indent=1) + "\n")
-            self.chunks.astype(column_types(self.chunks, CHUNK_COLUMNS, CHUNK_EXTRA)).to_parquet(
+            extra = CHUNK_EXTRA | extra_chunk_columns()
+            self.chunks.astype(column_types(self.chunks, CHUNK_COLUMNS, extra)).to_parquet(
                 tmp / CHUNKS_FILE, index=False
             )
             self.results.astype(
@@ -214,6 +224,14 @@ class Measurements:
             ).to_parquet(tmp / RESULTS_FILE, index=False)
         self.path = path
         return path
+
+
+def extra_chunk_columns() -> dict[str, str]:
+    """The optional columns of ``chunks.parquet`` with the probe's extended features
+    (:data:`btune_wrap.probe.EXTRA_FEATURES`), all or none (older gathers have none)."""
+    from .probe import EXTRA_FEATURES
+
+    return dict.fromkeys(EXTRA_FEATURES, "float64")
 
 
 def column_types(
@@ -293,7 +311,8 @@ def _check_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> No
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise InputError(f"{where} lacks the columns {absent}")
-    for col, (integer, low, exclusive) in _COLUMN_RANGES.items():
+    ranges = {**_COLUMN_RANGES, **dict.fromkeys(extra_chunk_columns(), (False, 0, False))}
+    for col, (integer, low, exclusive) in ranges.items():
         if col not in columns:
             continue
         values = frame[col]

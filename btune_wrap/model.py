@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -162,11 +163,15 @@ class ModelRunner:
         The ``.tflite`` file.
     ncategories
         Number of outputs the network must have (the JSON's category count).
+    ninputs
+        Width of the network's input row: 3 for the plugin's format (default), the number of
+        features + 1 for an extended model.
     """
 
-    def __init__(self, path: str | os.PathLike[str], ncategories: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], ncategories: int, ninputs: int = 3) -> None:
         self.path = Path(path)
         self.ncategories = ncategories
+        self.ninputs = ninputs
         if not self.path.is_file():
             raise ModelError(f"model file {str(self.path)!r} does not exist")
         from ai_edge_litert.interpreter import Interpreter
@@ -189,11 +194,15 @@ class ModelRunner:
         inp, out = inputs[0], outputs[0]
         in_shape = tuple(int(s) for s in inp["shape"])
         out_shape = tuple(int(s) for s in out["shape"])
-        if in_shape != (1, 3) or inp["dtype"] is not np.float32:
+        if in_shape != (1, ninputs) or inp["dtype"] is not np.float32:
+            what = (
+                "(normalized cratio, normalized speed, tradeoff)"
+                if ninputs == 3
+                else f"({ninputs - 1} normalized features, tradeoff)"
+            )
             raise ModelError(
                 f"model file {str(self.path)!r} has input shape {list(in_shape)} "
-                f"({np.dtype(inp['dtype']).name}): expected [1, 3] float32 "
-                "(normalized cratio, normalized speed, tradeoff)"
+                f"({np.dtype(inp['dtype']).name}): expected [1, {ninputs}] float32 {what}"
             )
         if out_shape != (1, ncategories) or out["dtype"] is not np.float32:
             raise ModelError(
@@ -204,7 +213,7 @@ class ModelRunner:
         self._interpreter = interpreter
         self._in_index = inp["index"]
         self._out_index = out["index"]
-        self._input = np.zeros((1, 3), dtype=np.float32)
+        self._input = np.zeros((1, ninputs), dtype=np.float32)
         self._lock = threading.Lock()
         self._batch = None
         self._batch_n = 0
@@ -221,15 +230,23 @@ class ModelRunner:
             return self._interpreter.get_tensor(self._out_index)[0].copy()
 
     def predict_many(self, rows: np.ndarray) -> np.ndarray:
-        """:meth:`predict` for each row of a float32 ``(n, 3)`` array, in one network call."""
+        """:meth:`predict` for each row of a float32 ``(n, ninputs)`` array, in one network call."""
         out = self.scores_many(rows)
         n = out.shape[0]
         best = out.argmax(axis=1)
         best[out[np.arange(n), best] <= -1.0] = 0
         return best
 
+    def top_many(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` best-scored indices per row (int64 ``(n, k)``, best first; ties by index),
+        in one network call; ``k`` = 1 gives :meth:`predict_many` as a column."""
+        if k == 1:
+            return self.predict_many(rows)[:, None]
+        out = self.scores_many(rows)
+        return np.argsort(-out, axis=1, kind="stable")[:, :k].astype(np.int64)
+
     def scores_many(self, rows: np.ndarray) -> np.ndarray:
-        """:meth:`scores` for each row of a float32 ``(n, 3)`` array, in one network call.
+        """:meth:`scores` for each row of a float32 ``(n, ninputs)`` array, in one network call.
 
         The interpreter built for the file has batch size 1; a second one is kept for batches
         (resized when ``n`` changes). The outputs are the same as row by row.
@@ -246,7 +263,7 @@ class ModelRunner:
                     with quiet.native_logs():
                         if self._batch is None:
                             self._batch = Interpreter(model_path=str(self.path), num_threads=1)
-                        self._batch.resize_tensor_input(self._in_index, [n, 3])
+                        self._batch.resize_tensor_input(self._in_index, [n, self.ninputs])
                         self._batch.allocate_tensors()
                     self._batch_n = n
                 it, in_index, out_index = self._batch, self._in_index, self._out_index
@@ -323,9 +340,10 @@ class BtuneModel:
         return self.runner.predict(float(c), float(s), tradeoff)
 
     def choose_many(
-        self, cratios: Sequence[float], speeds: Sequence[float], tradeoff: float
+        self, cratios: Sequence[float], speeds: Sequence[float], tradeoff: float, top: int = 1
     ) -> np.ndarray:
-        """:meth:`choose` for many chunks in one network call; returns the indices (int64)."""
+        """:meth:`choose` for many chunks in one network call; returns the indices (int64);
+        with ``top`` > 1, the ``top`` best-scored ones per chunk (``(n, top)``, best first)."""
         rows = np.empty((len(cratios), 3), dtype=np.float32)
         rows[:, 0] = cratios
         rows[:, 1] = speeds
@@ -334,6 +352,8 @@ class BtuneModel:
         rows[:, 1] -= np.float32(self.meta.speed.mean)
         rows[:, 1] /= np.float32(self.meta.speed.std)
         rows[:, 2] = tradeoff
+        if top > 1:
+            return self.runner.top_many(rows, top)
         return self.runner.predict_many(rows)
 
 
@@ -381,3 +401,236 @@ def _load_cached(
 ) -> tuple[ModelMeta, ModelRunner]:
     meta = ModelMeta.load(json_file)
     return meta, ModelRunner(tflite, len(meta.categories))
+
+
+# -- the extended model (Python engine only) -------------------------------------------------
+
+#: Infix of the extended model's files: ``model_comp.ext.tflite`` + ``model_comp.ext.json``.
+EXT_INFIX = ".ext"
+#: Version of the extended model's JSON layout.
+EXT_FORMAT = 1
+
+
+def ext_model_paths(
+    models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
+) -> tuple[Path, Path]:
+    """The ``(.ext.tflite, .ext.json)`` paths of the extended model ``perf_mode`` uses."""
+    stem = model_stem(perf_mode) + EXT_INFIX
+    directory = Path(models_dir)
+    return directory / f"{stem}.tflite", directory / f"{stem}.json"
+
+
+@dataclass(frozen=True)
+class ExtendedMeta:
+    """The contents of an extended model's JSON file (``model_<mode>.ext.json``)::
+
+        {"format": 1, "features": [names], "mean": [...], "std": [...],
+         "categories": [[codec, filter, clevel, splitmode], ...]}
+
+    The network's input row is the features (names of :data:`btune_wrap.features.FEATURES`,
+    in this order, each normalized as ``(value - mean) / std`` in float32) then the tradeoff.
+
+    Parameters
+    ----------
+    features
+        The input columns, in order.
+    mean, std
+        Normalization of each column (``std`` non-zero).
+    categories
+        The categories, in the order of the network's outputs.
+    """
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    categories: tuple[Category, ...]
+
+    @property
+    def ninputs(self) -> int:
+        """Width of the network's input row (the features and the tradeoff)."""
+        return len(self.features) + 1
+
+    @property
+    def needs_extra(self) -> bool:
+        """Whether the features need the probe's extended pass."""
+        from .features import NEEDS_EXTRA
+
+        return any(f in NEEDS_EXTRA for f in self.features)
+
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """``(values - mean) / std`` of ``(n, nfeatures)`` rows, in float32."""
+        x = np.asarray(values, dtype=np.float32)
+        return (x - np.asarray(self.mean, dtype=np.float32)) / np.asarray(
+            self.std, dtype=np.float32
+        )
+
+    def inputs(self, values: np.ndarray, tradeoffs: Sequence[float]) -> np.ndarray:
+        """Network inputs for every (tradeoff, chunk): float32 ``(ntradeoffs, n, ninputs)``."""
+        t = np.asarray(tradeoffs, dtype=np.float32)
+        x = self.normalize(values)
+        out = np.empty((len(t), len(x), self.ninputs), dtype=np.float32)
+        out[:, :, :-1] = x[None]
+        out[:, :, -1] = t[:, None]
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: object, source: str = "extended model JSON") -> ExtendedMeta:
+        """Validate a parsed JSON document; ``source`` names it in error messages."""
+        from .features import FEATURES
+
+        if not isinstance(doc, dict):
+            raise ModelError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+        if doc.get("format") != EXT_FORMAT:
+            raise ModelError(
+                f"{source}: 'format'={doc.get('format')!r} is invalid: expected {EXT_FORMAT}"
+            )
+        names = doc.get("features")
+        if (
+            not isinstance(names, list)
+            or not names
+            or any(n not in FEATURES for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ModelError(
+                f"{source}: 'features'={names!r} is invalid: expected a non-empty list of "
+                f"distinct names among {list(FEATURES)}"
+            )
+        norms = []
+        for key in ("mean", "std"):
+            vals = doc.get(key)
+            ok = isinstance(vals, list) and len(vals) == len(names)
+            ok = ok and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in vals
+            )
+            if ok and key == "std":
+                ok = all(np.float32(v) != 0 for v in vals)
+            if not ok:
+                raise ModelError(
+                    f"{source}: {key!r}={vals!r} is invalid: expected {len(names)} finite "
+                    f"numbers{' (non-zero)' if key == 'std' else ''}, one per feature"
+                )
+            norms.append(tuple(float(v) for v in vals))
+        plugin = ModelMeta.from_dict(
+            {"cratio": {"mean": 0, "std": 1}, "speed": {"mean": 0, "std": 1}, **doc}, source
+        )
+        return cls(tuple(names), norms[0], norms[1], plugin.categories)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ExtendedMeta:
+        """Read and validate an extended model's JSON file."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"model metadata {str(path)!r} does not exist") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
+        return cls.from_dict(doc, source=f"model metadata {str(path)!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document (see the class documentation)."""
+        return {
+            "format": EXT_FORMAT,
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "categories": [list(c.to_plugin()) for c in self.categories],
+        }
+
+
+@dataclass(frozen=True)
+class ExtendedModel:
+    """A validated extended model for one performance mode (:func:`load_extended_model`).
+
+    Chooses like :class:`BtuneModel` but from more features of the chunk (see
+    :mod:`btune_wrap.features`); only the Python engine reads it.
+    """
+
+    directory: Path
+    perf_mode: PerfMode
+    tflite_path: Path
+    json_path: Path
+    meta: ExtendedMeta
+    runner: ModelRunner
+
+    #: The network never reads the probe's (timing-based) speed feature.
+    reads_speed = False
+
+    @property
+    def categories(self) -> tuple[Category, ...]:
+        return self.meta.categories
+
+    @property
+    def needs_extra(self) -> bool:
+        """Whether the probe must compute its extended features for this model."""
+        return self.meta.needs_extra
+
+    def choose_many(
+        self,
+        cratios: np.ndarray,
+        extra: np.ndarray,
+        dtype: str | np.dtype,
+        tradeoff: float,
+        top: int = 1,
+    ) -> np.ndarray:
+        """The category index per chunk (int64) from the probe's ``cratio`` feature and its
+        ``extra`` rows (:class:`btune_wrap.probe.FeatureArrays`) of an array of ``dtype``, at
+        the network's ``tradeoff`` (:func:`plugin_tradeoff`); with ``top`` > 1, the ``top``
+        best-scored ones per chunk (``(n, top)``, best first)."""
+        from .features import FEATURES, feature_array
+
+        cratios = np.asarray(cratios, dtype=np.float64)
+        extra = np.asarray(extra, dtype=np.float64)
+        if extra.shape[-1] == 0:
+            extra = np.full((cratios.size, 6), np.nan)
+        values = feature_array(cratios, extra, dtype)
+        cols = [FEATURES.index(f) for f in self.meta.features]
+        rows = np.empty((cratios.size, self.meta.ninputs), dtype=np.float32)
+        rows[:, :-1] = self.meta.normalize(values[:, cols])
+        rows[:, -1] = tradeoff
+        if top > 1:
+            return self.runner.top_many(rows, top)
+        return self.runner.predict_many(rows)
+
+
+def has_extended_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) -> bool:
+    """Whether ``models_dir`` holds both files of the extended model of ``perf_mode``."""
+    return all(p.is_file() for p in ext_model_paths(models_dir, perf_mode))
+
+
+def load_extended_model(
+    models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
+) -> ExtendedModel:
+    """Load and validate the extended model ``perf_mode`` uses from ``models_dir``
+    (``model_<mode>.ext.tflite`` + ``.ext.json``); :class:`ModelError` as :func:`load_model`."""
+    mode = PerfMode.parse(perf_mode)
+    directory = Path(models_dir)
+    if not directory.is_dir():
+        raise ModelError(f"models_dir={str(directory)!r} is not a directory")
+    tflite_path, json_path = ext_model_paths(directory, mode)
+    missing = [p.name for p in (tflite_path, json_path) if not p.is_file()]
+    if missing:
+        raise ModelError(f"models_dir={str(directory)!r} lacks {' and '.join(missing)}")
+    meta, runner = _load_ext_cached(
+        str(tflite_path.resolve()), _stamp(tflite_path), str(json_path.resolve()), _stamp(json_path)
+    )
+    return ExtendedModel(directory, mode, tflite_path, json_path, meta, runner)
+
+
+def load_engine_model(
+    models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
+) -> BtuneModel | ExtendedModel:
+    """The model the Python engine uses: the extended one where ``models_dir`` holds it
+    (:func:`has_extended_model`), else the plugin-format one (:func:`load_model`)."""
+    if Path(models_dir).is_dir() and has_extended_model(models_dir, perf_mode):
+        return load_extended_model(models_dir, perf_mode)
+    return load_model(models_dir, perf_mode)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_ext_cached(
+    tflite: str, tflite_stamp: tuple[int, int], json_file: str, json_stamp: tuple[int, int]
+) -> tuple[ExtendedMeta, ModelRunner]:
+    meta = ExtendedMeta.load(json_file)
+    return meta, ModelRunner(tflite, len(meta.categories), meta.ninputs)

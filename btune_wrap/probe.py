@@ -87,13 +87,17 @@ class ProbeFeatures:
         Mean over blocks of the probe's throughput divided by :func:`zeros_speed` (run blocks
         count 0).
     elapsed : float
-        Wall seconds spent computing the features of this chunk (the probe only, not the
-        one-off :func:`zeros_speed` measurement).
+        Wall seconds spent computing the features of this chunk (the probe, and the extended
+        features when asked for; not the one-off :func:`zeros_speed` measurement).
+    extra : tuple of float
+        The extended features (:data:`EXTRA_FEATURES`, in that order) when the probe was
+        asked for them (``ChunkProbe(..., extra=True)``), else empty.
     """
 
     cratio: float
     speed: float
     elapsed: float
+    extra: tuple[float, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,9 +362,151 @@ def _reduce(ratios, times, bs, nbytes, zeros_speed):  # pragma: no cover - compi
     return cratio / np.float32(nblocks), rel / np.float32(nblocks)
 
 
+#: The extended features (Python engine only; named in :mod:`btune_wrap.features`), in the
+#: order :func:`_extra_features` writes them.
+EXTRA_FEATURES: tuple[str, ...] = (
+    "shuffle_cratio",
+    "bitshuffle_cratio",
+    "bytedelta_cratio",
+    "zero_share",
+    "low_entropy",
+    "high_entropy",
+)
+#: Bytes of a block the extended features look at (its start, as the probe's window).
+EXTRA_WINDOW: int = 2048
+#: Most blocks of a chunk the extended features look at (evenly spread over the chunk).
+EXTRA_MAX_BLOCKS: int = 1
+
+
+@numba.njit(cache=True)
+def _shuffle(row, start, nelem, ts, out):  # pragma: no cover - compiled
+    """Byte shuffle of ``nelem`` items of ``ts`` bytes at ``row[start:]``: lane ``b`` of item
+    ``e`` goes to ``out[b * nelem + e]`` (C-Blosc2's shuffle)."""
+    for e in range(nelem):
+        base = start + e * ts
+        for b in range(ts):
+            out[b * nelem + e] = row[base + b]
+
+
+@numba.njit(cache=True)
+def _bytedelta(src, nelem, ts, out):  # pragma: no cover - compiled
+    """C-Blosc2's bytedelta of a shuffled buffer: each lane's bytes minus the previous one."""
+    for b in range(ts):
+        base = b * nelem
+        prev = np.uint8(0)
+        for e in range(nelem):
+            x = src[base + e]
+            out[base + e] = np.uint8(x - prev)
+            prev = x
+
+
+@numba.njit(cache=True)
+def _bitshuffle(src, nelem, ts, out):  # pragma: no cover - compiled
+    """Bit planes of a shuffled buffer: for each lane, groups of 8 items' bytes transposed as
+    8x8 bit matrices, bit ``j`` of the group's items going to plane ``j`` (the layout of
+    C-Blosc2's bitshuffle up to the order of bits within a byte). ``nelem`` is a multiple of 8."""
+    groups = nelem // 8
+    for b in range(ts):
+        base = b * nelem
+        for g in range(groups):
+            x = _ld64(src, base + 8 * g)
+            t = (x ^ (x >> np.uint64(7))) & np.uint64(0x00AA00AA00AA00AA)
+            x = x ^ t ^ (t << np.uint64(7))
+            t = (x ^ (x >> np.uint64(14))) & np.uint64(0x0000CCCC0000CCCC)
+            x = x ^ t ^ (t << np.uint64(14))
+            t = (x ^ (x >> np.uint64(28))) & np.uint64(0x00000000F0F0F0F0)
+            x = x ^ t ^ (t << np.uint64(28))
+            for j in range(8):
+                out[(b * 8 + j) * groups + g] = np.uint8((x >> np.uint64(8 * j)) & np.uint64(255))
+
+
+#: ``c * log2(c)`` for the counts of one sample's histogram (a table: 512 logarithms cost
+#: about as much as the three filter probes together).
+_CLOG2C = np.array([0.0] + [c * math.log2(c) for c in range(1, EXTRA_WINDOW + 1)])
+
+
+@numba.njit(cache=True)
+def _entropy(hist, total):  # pragma: no cover - compiled
+    """Shannon entropy (bits per byte, 0 to 8) of a 256-bin byte histogram of ``total``
+    counts: ``log2(total) - sum(c log2 c) / total``."""
+    table = _CLOG2C
+    s = 0.0
+    for v in range(256):
+        c = hist[v]
+        if c < table.size:
+            s += table[c]
+        else:
+            s += c * math.log2(c)
+    return max(math.log2(total) - s / total, 0.0)
+
+
+@numba.njit(cache=True)
+def _extra_features(
+    row, bs, ts, scratch, hist, out, window=EXTRA_WINDOW, max_blocks=EXTRA_MAX_BLOCKS
+):  # pragma: no cover - compiled
+    """The extended features of one chunk (``row``, blocks of ``bs`` bytes) into ``out``.
+
+    From the first ``window`` bytes of up to ``max_blocks`` blocks spread evenly over the chunk
+    (whole items of ``ts`` bytes, a multiple of 8 of them): the probe's estimate
+    (:func:`_estimate`, consumed / emitted bytes) after byte shuffle, after bitshuffle and
+    after shuffle + bytedelta, each the mean over the blocks; the share of zero bytes; the
+    entropy (bits) of the items' lowest and highest bytes (little endian). Samples shorter
+    than 8 items give the plain estimate for all three and the statistics of what there is.
+    """
+    nbytes = row.size
+    nblocks = (nbytes + bs - 1) // bs
+    nsample = min(nblocks, max_blocks)
+    hist[:] = 0
+    e_shuf = 0.0
+    e_bit = 0.0
+    e_delta = 0.0
+    zeros = 0
+    seen = 0
+    items = 0
+    shuffled, other = scratch[0], scratch[1]
+    for k in range(nsample):
+        j = k * nblocks // nsample
+        start = j * bs
+        n = min(bs, nbytes - start, window)
+        nelem = n // ts // 8 * 8
+        if nelem == 0:
+            est = _estimate(row, start, n) if n > 12 else np.float32(1.0)
+            e_shuf += est
+            e_bit += est
+            e_delta += est
+            for p in range(start, start + n):
+                zeros += row[p] == 0
+                hist[0, row[p]] += 1
+                hist[1, row[p]] += 1
+            seen += n
+            items += n
+            continue
+        m = nelem * ts
+        _shuffle(row, start, nelem, ts, shuffled)
+        e_shuf += _estimate(shuffled, 0, m) if m > 12 else np.float32(1.0)
+        _bitshuffle(shuffled, nelem, ts, other)
+        e_bit += _estimate(other, 0, m) if m > 12 else np.float32(1.0)
+        _bytedelta(shuffled, nelem, ts, other)
+        e_delta += _estimate(other, 0, m) if m > 12 else np.float32(1.0)
+        for p in range(m):
+            zeros += shuffled[p] == 0
+        hi = (ts - 1) * nelem
+        for e in range(nelem):
+            hist[0, shuffled[e]] += 1
+            hist[1, shuffled[hi + e]] += 1
+        seen += m
+        items += nelem
+    out[0] = e_shuf / nsample
+    out[1] = e_bit / nsample
+    out[2] = e_delta / nsample
+    out[3] = zeros / max(seen, 1)
+    out[4] = _entropy(hist[0], max(items, 1))
+    out[5] = _entropy(hist[1], max(items, 1))
+
+
 @numba.njit(cache=True, nogil=True)
 def _probe_chunks(
-    chunks, bs, zeros_speed, clock_id, cratio, speed, elapsed, progress
+    chunks, bs, zeros_speed, clock_id, typesize, cratio, speed, elapsed, progress, extra
 ):  # pragma: no cover - compiled
     """The features of each row of ``chunks`` (a 2-D uint8 array, one chunk's bytes per row).
 
@@ -368,12 +514,18 @@ def _probe_chunks(
     (ns from the first block's run check to the features). Blocks are ``bs`` bytes, the last
     one the leftover; each block's run check + probe is timed on its own. ``progress`` (int64,
     2 entries) is for another thread: entry 0 counts the chunks done (stored after their
-    features), a non-zero entry 1 stops the loop before the next chunk.
+    features), a non-zero entry 1 stops the loop before the next chunk. ``extra`` (float64,
+    ``(n, len(EXTRA_FEATURES))`` or ``(n, 0)`` for none) receives the extended features
+    (:func:`_extra_features`, items of ``typesize`` bytes), computed after the timed blocks and
+    counted in ``elapsed``.
     """
     nchunks, nbytes = chunks.shape
     nblocks = (nbytes + bs - 1) // bs
     ratios = np.empty(nblocks, dtype=np.float32)
     times = np.empty(nblocks, dtype=np.int64)
+    want_extra = extra.shape[1] > 0
+    scratch = np.empty((3, PROBE_WINDOW + 64), dtype=np.uint8)
+    hist = np.zeros((2, 256), dtype=np.int64)
     for i in range(nchunks):
         if _load_acquire(progress, 1) != 0:
             break
@@ -390,6 +542,8 @@ def _probe_chunks(
             times[j] = t1 - t0
             failed |= ratio < np.float32(0.0)
         c, s = _reduce(ratios, times, bs, nbytes, zeros_speed)
+        if want_extra:
+            _extra_features(row, bs, typesize, scratch, hist, extra[i])
         elapsed[i] = _clock_ns(clock_id) - t_start
         if failed:
             cratio[i] = np.nan
@@ -421,7 +575,7 @@ def _warm_up() -> None:
         for buf in (dummy, frozen):
             ratio = _block_kernel(buf, 0, buf.size)
             _estimate(buf, 0, buf.size)
-            _probe_chunks(buf.reshape(1, -1), 64, 1.0, _CLOCK_ID, *_outputs(1))
+            _probe_chunks(buf.reshape(1, -1), 64, 1.0, _CLOCK_ID, 8, *_outputs(1, True))
         progress = np.zeros(2, dtype=np.int64)
         _read_count(progress)
         _request_stop(progress)
@@ -433,10 +587,18 @@ def _warm_up() -> None:
 _CLOCK_ID: int = getattr(time, "CLOCK_MONOTONIC", -1)
 
 
-def _outputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _outputs(
+    n: int, extra: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Output arrays of :func:`_probe_chunks` for ``n`` chunks: cratio, speed, elapsed (ns),
-    progress."""
-    return np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.zeros(2, dtype=np.int64)
+    progress, and the extended features (none unless ``extra``)."""
+    return (
+        np.empty(n),
+        np.empty(n),
+        np.empty(n, dtype=np.int64),
+        np.zeros(2, dtype=np.int64),
+        np.empty((n, len(EXTRA_FEATURES) if extra else 0)),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,7 +707,7 @@ def effective_blocksize(nbytes: int, typesize: int, blocksize: int) -> int:
 
 
 def chunk_features(
-    chunk: bytes | memoryview | np.ndarray, typesize: int, blocksize: int
+    chunk: bytes | memoryview | np.ndarray, typesize: int, blocksize: int, extra: bool = False
 ) -> ProbeFeatures:
     """Compute the plugin's inference-time features of one chunk.
 
@@ -559,6 +721,8 @@ def chunk_features(
     blocksize : int
         The chunk's blocksize in bytes (``schunk.blocksize``), >= 1. The automatic blocksize
         (0) is not accepted: pass the one blosc2 chose.
+    extra : bool
+        Also compute the extended features (:data:`EXTRA_FEATURES`). Default False.
 
     Returns
     -------
@@ -574,7 +738,7 @@ def chunk_features(
         features (see the module documentation).
     """
     buf = _as_bytes(chunk)
-    return ChunkProbe(int(buf.size), typesize, blocksize)(buf)
+    return ChunkProbe(int(buf.size), typesize, blocksize, extra)(buf)
 
 
 class ChunkProbe:
@@ -589,6 +753,9 @@ class ChunkProbe:
         Size of one item in bytes, >= 1.
     blocksize : int
         The chunks' blocksize in bytes (``schunk.blocksize``), >= 1.
+    extra : bool
+        Also compute the extended features (:data:`EXTRA_FEATURES`) of each chunk, in the same
+        compiled pass, after the plugin's (whose timings they do not change). Default False.
 
     Calling the probe with a chunk (a C-contiguous 1-D uint8 array of ``nbytes`` bytes, not
     checked again) gives its :class:`ProbeFeatures`, exactly as :func:`chunk_features` would;
@@ -601,7 +768,7 @@ class ChunkProbe:
         whose leftover block the plugin's probe fails on.
     """
 
-    def __init__(self, nbytes: int, typesize: int, blocksize: int) -> None:
+    def __init__(self, nbytes: int, typesize: int, blocksize: int, extra: bool = False) -> None:
         nbytes = parse_int("chunk nbytes", nbytes, 0, error=InputError)
         typesize = parse_int("typesize", typesize, 1, error=InputError)
         blocksize = parse_int("blocksize", blocksize, 1, error=InputError)
@@ -621,17 +788,19 @@ class ChunkProbe:
             )
             raise InputError(invalid("blocksize", blocksize, expected))
         self.nbytes = nbytes
+        self.typesize = typesize if typesize <= MAX_TYPESIZE else 1
         self.blocksize = bs
         self.nblocks = nblocks
+        self.extra = bool(extra)
         self._zs: float | None = None
-        self._one = _outputs(1)  # the outputs of a call for one chunk, reused
+        self._one = _outputs(1, self.extra)  # the outputs of a call for one chunk, reused
 
     def __call__(self, buf: np.ndarray) -> ProbeFeatures:
         row = buf.reshape(1, -1)
         if self._zs is None:
             self._check(row)
         out = self._one
-        _probe_chunks(row, self.blocksize, self._zs, _CLOCK_ID, *out)
+        _probe_chunks(row, self.blocksize, self._zs, _CLOCK_ID, self.typesize, *out)
         cratio = float(out[0][0])
         if math.isnan(cratio):
             bs, nblocks = self.blocksize, self.nblocks
@@ -642,7 +811,8 @@ class ChunkProbe:
             )
             raise InputError(invalid("chunk nbytes", self.nbytes, expected))
         speed, elapsed = float(out[1][0]), float(out[2][0]) * 1e-9
-        return ProbeFeatures(cratio=cratio, speed=speed, elapsed=elapsed)
+        extra = tuple(float(v) for v in out[4][0])
+        return ProbeFeatures(cratio=cratio, speed=speed, elapsed=elapsed, extra=extra)
 
     def many(self, chunks: np.ndarray) -> FeatureArrays:
         """The features of many chunks in one compiled call, each timed on its own.
@@ -659,9 +829,9 @@ class ChunkProbe:
             ``cratio`` and ``speed`` for a chunk the probe fails on (where a call raises).
         """
         self._check(chunks)
-        out = _outputs(chunks.shape[0])
-        _probe_chunks(chunks, self.blocksize, self._zs, _CLOCK_ID, *out)
-        return FeatureArrays(out[0], out[1], out[2] * 1e-9)
+        out = _outputs(chunks.shape[0], self.extra)
+        _probe_chunks(chunks, self.blocksize, self._zs, _CLOCK_ID, self.typesize, *out)
+        return FeatureArrays(out[0], out[1], out[2] * 1e-9, out[4])
 
     def start(self, chunks: np.ndarray) -> ProbeJob:
         """:meth:`many` in a background thread: the features come while the caller works.
@@ -677,7 +847,7 @@ class ChunkProbe:
             As for :meth:`many`; it must not change until the job is closed.
         """
         self._check(chunks)
-        return ProbeJob(chunks, self.blocksize, self._zs)
+        return ProbeJob(chunks, self.blocksize, self._zs, self.typesize, self.extra)
 
     def _check(self, chunks: np.ndarray) -> None:
         if (
@@ -711,7 +881,9 @@ class ChunkProbe:
             # the plugin shows the same on its first chunk. Run untimed passes so they
             # don't skew features.
             for _ in range(_PRIMING_PASSES):
-                _probe_chunks(first, self.blocksize, zs, _CLOCK_ID, *_outputs(1))
+                _probe_chunks(
+                    first, self.blocksize, zs, _CLOCK_ID, self.typesize, *_outputs(1, self.extra)
+                )
             _PRIMED.add(self.nbytes)
         self._zs = zs
 
@@ -726,19 +898,26 @@ class ProbeJob:
     #: Seconds between two looks at the progress while waiting.
     POLL = 20e-6
 
-    def __init__(self, chunks: np.ndarray, blocksize: int, zeros_speed: float) -> None:
+    def __init__(
+        self,
+        chunks: np.ndarray,
+        blocksize: int,
+        zeros_speed: float,
+        typesize: int = 1,
+        extra: bool = False,
+    ) -> None:
         self.total = int(chunks.shape[0])
-        self._out = _outputs(self.total)
+        self._out = _outputs(self.total, extra)
         self._progress = self._out[3]
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(chunks, blocksize, zeros_speed), daemon=True
+            target=self._run, args=(chunks, blocksize, zeros_speed, typesize), daemon=True
         )
         self._thread.start()
 
-    def _run(self, chunks: np.ndarray, blocksize: int, zeros_speed: float) -> None:
+    def _run(self, chunks: np.ndarray, blocksize: int, zeros_speed: float, typesize: int) -> None:
         try:
-            _probe_chunks(chunks, blocksize, zeros_speed, _CLOCK_ID, *self._out)
+            _probe_chunks(chunks, blocksize, zeros_speed, _CLOCK_ID, typesize, *self._out)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             self._error = exc
 
@@ -763,8 +942,10 @@ class ProbeJob:
     def features(self, start: int, stop: int) -> FeatureArrays:
         """The features of chunks ``start`` to ``stop - 1``, once they are done."""
         self.wait(stop)
-        cratio, speed, elapsed, _ = self._out
-        return FeatureArrays(cratio[start:stop], speed[start:stop], elapsed[start:stop] * 1e-9)
+        cratio, speed, elapsed, _, extra = self._out
+        return FeatureArrays(
+            cratio[start:stop], speed[start:stop], elapsed[start:stop] * 1e-9, extra[start:stop]
+        )
 
     def close(self) -> None:
         """Stop the thread after its current chunk and wait for it."""
@@ -782,12 +963,14 @@ class FeatureArrays(NamedTuple):
     """The features of many chunks (:meth:`ChunkProbe.many`), one entry per chunk.
 
     ``cratio`` and ``speed`` are as in :class:`ProbeFeatures` (NaN where the probe fails),
-    ``elapsed`` in seconds.
+    ``elapsed`` in seconds; ``extra`` has one row per chunk, one column per extended feature
+    (:data:`EXTRA_FEATURES`; no columns unless the probe was asked for them).
     """
 
     cratio: np.ndarray
     speed: np.ndarray
     elapsed: np.ndarray
+    extra: np.ndarray = np.empty((0, 0))
 
 
 def zeros_speed(nbytes: int) -> float:

@@ -21,6 +21,12 @@ From measurements (:mod:`btune_wrap.measure`) of a set of chunks:
   training report next to them: ``model_<mode>.report.json``, ``model_<mode>.history.png``
   and ``model_<mode>.tradeoffs.png``.
 
+**Extended models** (Python engine only): where every measurement directory has the probe's
+extended features, :func:`train_and_export` also fits ``model_<mode>.ext.*`` (inputs: the columns
+:attr:`TrainConfig.features` of :mod:`btune_wrap.features`, normalized, and the tradeoff; same
+labels, split, network and early stopping), after and apart from the plugin-format models, which
+come out the same as without it.
+
 TensorFlow is imported only when a model is trained or exported (inference needs only LiteRT).
 :func:`fit` trains one mode, :func:`export` writes it; :func:`train_and_export` does both for
 measurement directories, checking everything before it trains.
@@ -46,8 +52,9 @@ from .atomic import atomic_dir, write_bytes, write_text
 from .categories import Category
 from .config import PerfMode
 from .errors import ConfigError, InputError, invalid
+from .features import DEFAULT_FEATURES, FEATURES, measured_features
 from .measurements import Measurements, check_same_categories, load_many
-from .model import ModelMeta, Normalization, model_stem
+from .model import EXT_INFIX, ExtendedMeta, ModelMeta, Normalization, model_stem
 from .objective import TRADEOFFS, best_index, hindsight_best, objective_matrix, parse_mode, regret
 from .outputs import check_target
 from .parse import parse_bool, parse_float, parse_int, parse_shape, parse_tradeoffs
@@ -59,6 +66,13 @@ if TYPE_CHECKING:
 #: Fewest chunks :func:`fit` accepts: enough for at least one test, one validation and a few
 #: training chunks.
 MIN_CHUNKS = 10
+#: Fewest chunks for which ``TrainConfig(extended=None)`` trains the extended model. Measured
+#: on the real-data corpus (``benchmarks/bench_features.py --learner net``): trained on the
+#: ~20 even chunks of one array, the extended network chose categories 30-100x worse than the
+#: best on the odd chunks of 3 of 9 arrays in COMP mode (overfitting inputs that barely vary
+#: within an array), while trained on the ~190 even chunks of all arrays it cut the mean gain
+#: from 93% to 26%.
+EXT_MIN_CHUNKS = 100
 #: How many of the most predicted categories the per-tradeoff table shows.
 TOP_PREDICTED = 3
 #: File suffixes of the training report written next to ``model_<mode>.*``.
@@ -109,6 +123,16 @@ class TrainConfig:
     tradeoffs
         Tradeoffs the labels are made for (each in [0, 1]). Default :data:`TRADEOFFS`
         (0, 0.1, ..., 1).
+    extended
+        Whether :func:`train_and_export` also trains the extended model of each mode
+        (``model_<mode>.ext.*``, read by the Python engine only; the plugin-format files are
+        written as without it): ``None`` (default) when every measurement directory has the
+        extended features (gathers since they are recorded) and there are at least
+        :data:`EXT_MIN_CHUNKS` chunks, True whenever they have the features (an error if
+        not), False never.
+    features
+        The extended model's input columns (names of :data:`btune_wrap.features.FEATURES`).
+        Default :data:`btune_wrap.features.DEFAULT_FEATURES`.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -122,6 +146,8 @@ class TrainConfig:
     validation_fraction: float = 0.15
     seed: int = 0
     tradeoffs: tuple[float, ...] = TRADEOFFS
+    extended: bool | None = None
+    features: tuple[str, ...] = DEFAULT_FEATURES
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -138,6 +164,19 @@ class TrainConfig:
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
         set_(self, "tradeoffs", parse_tradeoffs("tradeoffs", self.tradeoffs))
+        if self.extended is not None:
+            set_(self, "extended", parse_bool("extended", self.extended))
+        names = self.features
+        if (
+            isinstance(names, str)
+            or not isinstance(names, (Sequence, np.ndarray))
+            or not len(names)
+            or any(n not in FEATURES for n in names)
+            or len(set(names)) != len(names)
+        ):
+            expected = f"a non-empty sequence of distinct names among {list(FEATURES)}"
+            raise ConfigError(invalid("features", names, expected))
+        set_(self, "features", tuple(str(n) for n in names))
 
 
 def parse_modes(mode: str | PerfMode) -> tuple[PerfMode, ...]:
@@ -177,6 +216,9 @@ class TrainingSet:
         ``(ntradeoffs, nchunks, ncategories)`` (:func:`btune_wrap.objective.objective_matrix`).
     labels
         The best category per (tradeoff, chunk): :func:`btune_wrap.objective.best_index` of ``j``.
+    extended
+        The extended model's input columns (:data:`btune_wrap.features.FEATURES`) per chunk,
+        shape ``(nchunks, len(FEATURES))``; ``None`` unless every set has them.
     """
 
     mode: PerfMode
@@ -191,6 +233,7 @@ class TrainingSet:
     dtime: np.ndarray
     j: np.ndarray
     labels: np.ndarray
+    extended: np.ndarray | None = None
 
     @property
     def nchunks(self) -> int:
@@ -235,6 +278,7 @@ def prepare(
     nbytes, cbytes, ctime, dtime = (np.concatenate([p[i] for p in parts]) for i in range(4))
     t = np.asarray(tradeoffs, dtype=np.float64)
     j = objective_matrix(nbytes, cbytes, ctime, dtime, perf_mode, t)
+    ext = [measured_features(m) for m in sets]
     return TrainingSet(
         mode=perf_mode,
         categories=first.categories,
@@ -248,6 +292,7 @@ def prepare(
         dtime=dtime,
         j=j,
         labels=best_index(j),
+        extended=None if any(e is None for e in ext) else np.concatenate(ext),
     )
 
 
@@ -347,14 +392,16 @@ class TrainedModel:
     predicted: pd.DataFrame
     elapsed: float
     best_epoch: int = 0
+    extended: bool = False
 
     @property
     def stem(self) -> str:
-        """``model_comp`` or ``model_decomp``."""
-        return model_stem(self.mode)
+        """``model_comp`` or ``model_decomp`` (``model_comp.ext``, ``model_decomp.ext`` for
+        an extended model)."""
+        return model_stem(self.mode) + (EXT_INFIX if self.extended else "")
 
     def scores_of(self, rows: np.ndarray) -> np.ndarray:
-        """The network's scores for float32 input rows ``(n, 3)`` -> ``(n, ncategories)``."""
+        """The network's scores for float32 input rows ``(n, width)`` -> ``(n, ncategories)``."""
         return _predict(self.model, rows)
 
     def report(self) -> dict[str, Any]:
@@ -397,28 +444,36 @@ def _keras():
 
 
 def _predict(model: keras.Model, rows: np.ndarray) -> np.ndarray:
-    rows = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, 3)
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    rows = rows.reshape(-1, rows.shape[-1])
     out = model(rows, training=False)
     return np.asarray(out)
 
 
 def _build(
-    keras, config: TrainConfig, ncategories: int, low: np.ndarray, high: np.ndarray
+    keras,
+    config: TrainConfig,
+    ncategories: int,
+    low: np.ndarray,
+    high: np.ndarray,
+    mask: np.ndarray | None = None,
 ) -> keras.Model:
     """The network: the inputs clipped to the training range ``[low, high]`` (features never
-    seen in training are read as the nearest seen ones) with the speed feature zeroed unless
-    ``config.use_speed``, then the hidden ReLU layers and a softmax over the categories.
+    seen in training are read as the nearest seen ones) and multiplied by ``mask`` (the
+    plugin's format zeroes the speed feature unless ``config.use_speed``; default all ones),
+    then the hidden ReLU layers and a softmax over the categories.
 
     The clip is made of two fixed fully-connected layers, ``low + relu(x - low) -
     relu(x - high)``, because the plugin's TFLite runtime crashes on MAXIMUM/MINIMUM ops.
     """
     low = np.asarray(low, dtype=np.float32)
     high = np.maximum(np.asarray(high, dtype=np.float32), low)
-    mask = np.array([1, 1 if config.use_speed else 0, 1], dtype=np.float32)
-    eye = np.eye(3, dtype=np.float32)
-    inp = keras.Input(shape=(3,), dtype="float32", name="features")
-    excess = keras.layers.Dense(6, activation="relu", trainable=False, name="clip_excess")
-    clipped = keras.layers.Dense(3, trainable=False, name="clip")
+    width = low.size
+    mask = np.ones(width, dtype=np.float32) if mask is None else mask
+    eye = np.eye(width, dtype=np.float32)
+    inp = keras.Input(shape=(width,), dtype="float32", name="features")
+    excess = keras.layers.Dense(2 * width, activation="relu", trainable=False, name="clip_excess")
+    clipped = keras.layers.Dense(width, trainable=False, name="clip")
     x = clipped(excess(inp))
     excess.set_weights([np.concatenate([eye, eye], axis=1), np.concatenate([-low, -high])])
     clipped.set_weights([np.concatenate([eye, -eye], axis=0) * mask, low * mask])
@@ -453,8 +508,9 @@ def fit(
     config: TrainConfig | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    extended: bool = False,
 ) -> TrainedModel:
-    """Train the model of one mode.
+    """Train the model of one mode (the plugin's format, or the extended one).
 
     Parameters
     ----------
@@ -467,11 +523,15 @@ def fit(
         How to train; default :class:`TrainConfig()`.
     progress
         Called with one line per epoch (and a last summary line); ``None`` (default) is silent.
+    extended
+        Train the extended model (inputs: ``config.features`` and the tradeoff; exported as
+        ``model_<mode>.ext.*``) instead of the plugin's. Default False.
 
     Raises
     ------
     InputError
-        Too few chunks to split, or measurement sets with different categories.
+        Too few chunks to split, measurement sets with different categories, or (``extended``)
+        measurements without the extended features.
     ConfigError
         A bad mode, or TensorFlow is not installed.
     """
@@ -479,21 +539,31 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise ConfigError(invalid("config", config, "a TrainConfig"))
     data = prepare(measurements, mode, config.tradeoffs)
+    if extended and data.extended is None:
+        raise InputError(_NO_EXTENDED)
     split = split_chunks(data.nchunks, config)
     keras = _keras()
     t_start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     _deterministic()
 
-    norm_c, norm_s = normalization(data.features[split["train"]])
-    meta = ModelMeta(norm_c, norm_s, data.categories)
-    x_all = inputs(meta, data.features, data.tradeoffs)  # (nt, nchunks, 3)
-    x_train = x_all[:, split["train"]].reshape(-1, 3)
+    if extended:
+        meta, mask = _extended_meta(data, split["train"], config), None
+        values = data.extended[:, [FEATURES.index(f) for f in meta.features]]
+        x_all = meta.inputs(values, data.tradeoffs)  # (nt, nchunks, nfeatures + 1)
+    else:
+        norm_c, norm_s = normalization(data.features[split["train"]])
+        meta = ModelMeta(norm_c, norm_s, data.categories)
+        mask = np.array([1, 1 if config.use_speed else 0, 1], dtype=np.float32)
+        x_all = inputs(meta, data.features, data.tradeoffs)  # (nt, nchunks, 3)
+    width = x_all.shape[-1]
+    x_train = x_all[:, split["train"]].reshape(-1, width)
     y_train = _targets(data, split["train"], config.temperature)
-    x_val = x_all[:, split["validation"]].reshape(-1, 3)
+    x_val = x_all[:, split["validation"]].reshape(-1, width)
     y_val = _targets(data, split["validation"], 0.0)
 
-    model = _build(keras, config, len(data.categories), x_train.min(0), x_train.max(0))
+    low, high = x_train.min(0), x_train.max(0)
+    model = _build(keras, config, len(data.categories), low, high, mask)
     monitor = _epoch_callback(keras, data, split["validation"], x_val, config, progress)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_regret", mode="min", patience=config.patience, restore_best_weights=True
@@ -528,6 +598,7 @@ def fit(
         predicted=predicted_table(data, predictions),
         elapsed=elapsed,
         best_epoch=best_epoch,
+        extended=extended,
     )
     if progress is not None:
         test = trained.scores[trained.scores["split"] == "test"]
@@ -537,6 +608,28 @@ def fit(
             f"{test['top1'].mean():.1%}, mean regret {test['mean_regret'].mean():.2%}"
         )
     return trained
+
+
+_NO_EXTENDED = (
+    "the measurements lack the extended features (columns of btune_wrap.probe.EXTRA_FEATURES "
+    "in chunks.parquet, or 'dtype' in meta.json): gather again to train an extended model"
+)
+
+
+def _extended_meta(data: TrainingSet, train: np.ndarray, config: TrainConfig) -> ExtendedMeta:
+    """The extended model's JSON: ``config.features``, normalized by the training chunks
+    (a zero or non-finite std becomes 1, e.g. the typesize of one dataset)."""
+    cols = [FEATURES.index(f) for f in config.features]
+    values = data.extended[np.asarray(train)][:, cols]
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)
+    std = np.where(np.isfinite(std) & (std.astype(np.float32) != 0), std, 1.0)
+    return ExtendedMeta(
+        config.features,
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in std),
+        data.categories,
+    )
 
 
 def _deterministic() -> None:
@@ -666,6 +759,8 @@ def check_models_output(
     force: bool = False,
     existing_dir: bool = True,
     inputs: Sequence[str | os.PathLike[str]] = (),
+    extended: bool = False,
+    stems: Sequence[str] | None = None,
 ) -> None:
     """Refuse (:class:`InputError`) to overwrite anything unless ``force``, and any output that
     overlaps ``inputs`` or cannot be created (:func:`btune_wrap.outputs.check_target`).
@@ -683,6 +778,11 @@ def check_models_output(
         are in it. False: an existing, non-empty directory is refused as a whole.
     inputs
         The measurement directories the models are trained on.
+    extended
+        The extended models' files (``model_<mode>.ext.*``) will be written too. Default False.
+    stems
+        The models whose files will be written, instead of those ``modes`` and ``extended``
+        name (e.g. ``["model_comp.ext"]``).
     """
     directory = check_target(directory, inputs)
     if directory.exists() and not directory.is_dir():
@@ -694,7 +794,10 @@ def check_models_output(
             f"output={str(directory)!r} already exists and is not empty: "
             "choose another directory or pass --force to write the models into it"
         )
-    clash = [p.name for m in modes for p in output_files(directory, model_stem(m)) if p.exists()]
+    if stems is None:
+        infixes = ("", EXT_INFIX) if extended else ("",)
+        stems = [model_stem(m) + infix for m in modes for infix in infixes]
+    clash = [p.name for stem in stems for p in output_files(directory, stem) if p.exists()]
     if clash:
         raise InputError(
             f"output={str(directory)!r} already holds {', '.join(clash)}: "
@@ -711,7 +814,7 @@ def export(
     Unless ``force``, a file that already exists is refused (:class:`InputError`) before
     anything is written. Returns the paths written.
     """
-    check_models_output(directory, [trained.mode], force=force)
+    check_models_output(directory, [trained.mode], force=force, stems=[trained.stem])
     from . import report
 
     directory = Path(directory)
@@ -759,6 +862,9 @@ def train_and_export(
 ) -> list[TrainedModel]:
     """Load measurement directories, train the model(s) of ``mode``, export into ``output``.
 
+    Returns the plugin-format models (one per mode), followed by the extended ones where they
+    are trained (see :attr:`TrainConfig.extended`).
+
     Everything is checked before training (mode, measurements, chunk count, output), and the
     files are written only once every model is trained: a new ``output`` directory appears
     whole (written aside, then renamed).
@@ -787,11 +893,20 @@ def train_and_export(
         raise ConfigError(invalid("config", config, "a TrainConfig"))
     loaded = load_many(list(meas_dirs))
     split_chunks(sum(m.nchunks for m in loaded), config)
+    has_extended = all(measured_features(m) is not None for m in loaded)
+    if config.extended and not has_extended:
+        raise InputError(_NO_EXTENDED)
+    nchunks = sum(m.nchunks for m in loaded)
+    extended = has_extended and (
+        config.extended or (config.extended is None and nchunks >= EXT_MIN_CHUNKS)
+    )
     check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
-    check_models_output(output, modes, **check)
+    check_models_output(output, modes, **check, extended=extended)
     trained = [fit(loaded, m, config, progress=progress) for m in modes]
+    if extended:
+        trained += [fit(loaded, m, config, progress=progress, extended=True) for m in modes]
     out = Path(output)
-    check_models_output(out, modes, **check)
+    check_models_output(out, modes, **check, extended=extended)
     if out.exists():
         for t in trained:
             export(t, out, force=force)

@@ -79,10 +79,13 @@ def build_training_meas(
 
 def build_models(meas_dir: Path, directory: Path) -> list:
     """Train the comp and decomp models on ``meas_dir`` and export them to ``directory``
-    (replacing its model files; needs TensorFlow). Returns the two ``TrainedModel``."""
+    (replacing its model files; needs TensorFlow). Returns the two ``TrainedModel``.
+
+    Plugin-format models only (the extended ones are tested in tests/test_features.py)."""
     from btune_wrap import train
 
-    return train.train_and_export([meas_dir], directory, "both", force=True)
+    config = train.TrainConfig(extended=False)
+    return train.train_and_export([meas_dir], directory, "both", config, force=True)
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,8 @@ def test_probe_many_is_the_probe_on_each_chunk():
     rows = data.view(np.uint8).reshape(24, 40_000)
     probe = ChunkProbe(40_000, 8, 8000)
     feats = probe.many(rows)
-    assert [len(a) for a in feats] == [24, 24, 24]
+    assert [len(a) for a in feats] == [24, 24, 24, 24]
+    assert feats.extra.shape == (24, 0)  # none asked for
     for k in range(24):
         one = probe(rows[k])
         assert feats.cratio[k] == one.cratio

@@ -249,7 +249,9 @@ def test_btune_train_cli(training_meas, tmp_path, capsys):
     assert "top-1" in printed and "regret" in printed
     assert re.search(r"\n +31  zstd-shuffle-bytedelta-nosplit-9 +\[5, 35, 9, 2\]\n", printed)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(p.name for p in tr.output_files(out, "model_comp"))
+    # the gather recorded the extended features: the extended model is written beside
+    stems = ("model_comp", "model_comp.ext")
+    assert names == sorted(p.name for s in stems for p in tr.output_files(out, s))
     load_model(out, "COMP")
     # an existing output is refused without --force, and left as it was
     before = _listing(out)
@@ -277,7 +279,7 @@ def test_training_chunk_script_combines_directories(training_meas, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "decomp epoch   2/2" in run.stdout and "1st most predicted" in run.stdout
     assert sorted(p.name for p in work.iterdir()) == sorted(
-        p.name for p in tr.output_files(work, "model_decomp")
+        p.name for s in ("model_decomp", "model_decomp.ext") for p in tr.output_files(work, s)
     )
     report = json.loads((work / "model_decomp.report.json").read_text())
     assert sum(len(v) for v in report["chunks"].values()) == 480  # both directories

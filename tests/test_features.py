@@ -1,0 +1,222 @@
+"""The extended features and the extended model (Python engine only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from btune_wrap import BtuneConfig
+from btune_wrap.categories import parse_categories
+from btune_wrap.errors import InputError, ModelError
+from btune_wrap.features import DEFAULT_FEATURES, FEATURES, feature_array, measured_features
+from btune_wrap.measurements import Measurements, extra_chunk_columns
+from btune_wrap.model import (
+    ExtendedMeta,
+    ext_model_paths,
+    load_engine_model,
+    load_extended_model,
+    load_model,
+)
+from btune_wrap.probe import EXTRA_FEATURES, ChunkProbe
+from btune_wrap.sources import iter_chunk_buffers
+
+from .conftest import build_training_meas, training_data
+
+NCHUNKS = 40
+CATEGORIES = (
+    "lz4-nofilter-nosplit-5",
+    "lz4-shuffle-nosplit-5",
+    "zstd-bitshuffle-nosplit-3",
+    "zstd-shuffle-bytedelta-nosplit-6",
+)
+QUICK = {"epochs": 8, "hidden": (16,), "patience": 4, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real gather (4 categories) of 40 chunks of mixed int64 data."""
+    return build_training_meas(
+        tmp_path_factory.mktemp("features"),
+        nchunks=NCHUNKS,
+        categories=parse_categories(CATEGORIES),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    pytest.importorskip("tensorflow")
+    from btune_wrap import train
+
+    out = tmp_path_factory.mktemp("models") / "models"
+    config = train.TrainConfig(**QUICK, extended=True)
+    models = train.train_and_export([gathered], out, "both", config)
+    return {"dir": out, "models": models}
+
+
+def test_gather_records_the_extended_features_the_engine_computes(gathered: Path) -> None:
+    meas = Measurements.load(gathered)
+    recorded = meas.extra_features()
+    assert recorded is not None and recorded.shape == (NCHUNKS, len(EXTRA_FEATURES))
+    data = training_data(NCHUNKS)
+    arr = blosc2.asarray(data, chunks=(5000,))
+    chunks = np.stack(list(iter_chunk_buffers(data, arr)))
+    probe = ChunkProbe(chunks.shape[1], arr.schunk.typesize, arr.schunk.blocksize, extra=True)
+    many = probe.many(chunks)
+    with probe.start(chunks) as job:
+        background = job.features(0, NCHUNKS)
+    order = meas.chunks["chunk"].to_numpy()
+    np.testing.assert_array_equal(many.extra[order], recorded)
+    np.testing.assert_array_equal(background.extra[order], recorded)
+    # The kinds of data differ in what the filters do to them.
+    assert len(np.unique(recorded[:, 0].round(3))) > 1
+
+
+def test_extended_features_leave_the_plugins_features_unchanged() -> None:
+    data = training_data(8)
+    arr = blosc2.asarray(data, chunks=(5000,))
+    chunks = np.stack(list(iter_chunk_buffers(data, arr)))
+    plain = ChunkProbe(chunks.shape[1], 8, arr.schunk.blocksize).many(chunks)
+    extended = ChunkProbe(chunks.shape[1], 8, arr.schunk.blocksize, extra=True).many(chunks)
+    np.testing.assert_array_equal(plain.cratio, extended.cratio)
+    assert plain.extra.shape == (8, 0)
+
+
+def test_feature_array_refuses_rows_of_the_wrong_width() -> None:
+    with pytest.raises(InputError, match="extra"):
+        feature_array(np.ones(3), np.ones((3, 2)), "int64")
+
+
+def test_old_measurements_without_the_columns_load_and_train_plugin_models_only(
+    gathered: Path, trained: dict, tmp_path: Path
+) -> None:
+    from btune_wrap import train
+
+    meas = Measurements.load(gathered)
+    meas.chunks = meas.chunks.drop(columns=list(extra_chunk_columns()))
+    old = tmp_path / "old.meas"
+    meas.save(old)
+    reloaded = Measurements.load(old)
+    assert reloaded.extra_features() is None and measured_features(reloaded) is None
+    out = tmp_path / "models"
+    models = train.train_and_export([old], out, "both", train.TrainConfig(**QUICK))
+    assert [m.stem for m in models] == ["model_comp", "model_decomp"]
+    assert not any(p.name.endswith((".ext.json", ".ext.tflite")) for p in out.iterdir())
+    # The plugin-format export is the one trained beside the extended model: the same JSON
+    # and the same network (the TFLite bytes differ in the converter's metadata).
+    grid = np.array(
+        [(c, s, t) for c in np.linspace(-3, 3, 13) for s in (-1, 0, 1) for t in (0, 0.5, 1)],
+        dtype=np.float32,
+    )
+    for mode in ("COMP", "DECOMP"):
+        ours, theirs = load_model(out, mode), load_model(trained["dir"], mode)
+        assert ours.json_path.read_bytes() == theirs.json_path.read_bytes()
+        np.testing.assert_array_equal(
+            ours.runner.scores_many(grid), theirs.runner.scores_many(grid)
+        )
+    with pytest.raises(InputError, match="extended features"):
+        train.train_and_export([old], tmp_path / "m2", "c", train.TrainConfig(extended=True))
+
+
+def test_few_chunks_train_no_extended_model_unless_asked(gathered: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from btune_wrap import train
+
+    assert NCHUNKS < train.EXT_MIN_CHUNKS
+    models = train.train_and_export([gathered], tmp_path / "m", "c", train.TrainConfig(**QUICK))
+    assert [m.stem for m in models] == ["model_comp"]
+
+
+def test_extended_model_round_trip_chooses_as_the_trained_network(trained: dict) -> None:
+    stems = [m.stem for m in trained["models"]]
+    assert stems == ["model_comp", "model_decomp", "model_comp.ext", "model_decomp.ext"]
+    for fitted in trained["models"][2:]:
+        model = load_extended_model(trained["dir"], fitted.mode)
+        assert model.meta.features == DEFAULT_FEATURES
+        assert model.categories == fitted.meta.categories
+        data = fitted.data
+        cols = [FEATURES.index(f) for f in model.meta.features]
+        x = model.meta.inputs(data.extended[:, cols], [0.3])[0]
+        expected = fitted.scores_of(x).argmax(-1)
+        meas_extra = data.extended  # (log) columns back to the probe's raw values
+        raw = np.column_stack(
+            [np.exp(meas_extra[:, 4:7]), meas_extra[:, 7], meas_extra[:, 8:10] * 8]
+        )
+        chosen = model.choose_many(np.exp(meas_extra[:, 0]), raw, "int64", 0.3)
+        agree = np.mean(chosen == expected)
+        assert agree >= 0.95, agree  # float32 TFLite vs Keras: ties may flip
+
+
+def test_engine_uses_the_extended_model_where_present(trained: dict, tmp_path: Path) -> None:
+    from btune_wrap.infer import compress
+
+    models = tmp_path / "models"
+    shutil.copytree(trained["dir"], models)
+    data = training_data(12, seed=3)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models, use_inference=-1)
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    assert any("model_comp.ext.tflite" in m for m in trace.messages)
+    assert len(trace.inferences) == 12
+    np.testing.assert_array_equal(arr[:], data)
+    assert type(load_engine_model(models, "COMP")).__name__ == "ExtendedModel"
+    for path in ext_model_paths(models, "COMP"):
+        path.unlink()
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    assert any(m.endswith("model_comp.tflite") for m in trace.messages)
+    np.testing.assert_array_equal(arr[:], data)
+
+
+def test_extended_json_with_an_unknown_feature_is_refused(trained: dict, tmp_path: Path) -> None:
+    _, js = ext_model_paths(trained["dir"], "DECOMP")
+    doc = json.loads(js.read_text())
+    ExtendedMeta.from_dict(doc)
+    doc["features"][0] = "colour"
+    with pytest.raises(ModelError, match="features"):
+        ExtendedMeta.from_dict(doc)
+    doc = json.loads(js.read_text())
+    doc["std"][0] = 0
+    with pytest.raises(ModelError, match="std"):
+        ExtendedMeta.from_dict(doc)
+
+
+def test_verification_keeps_the_smallest_chunk_of_the_tried_categories_at_tradeoff_1(
+    trained: dict,
+) -> None:
+    """At tradeoff 1 the objective is the ratio alone (no timing), so trying every category
+    must write each chunk as small as its smallest measured compression."""
+    from btune_wrap.compressor import ChunkCodec
+    from btune_wrap.infer import compress
+
+    data = training_data(8, seed=5)
+    models = trained["dir"]
+    ncat = len(CATEGORIES)
+    config = BtuneConfig(tradeoff=1.0, perf_mode="DECOMP", models_dir=models, use_inference=-1)
+    arr, trace = compress(data, config, "python", chunks=(5000,), verify=ncat)
+    np.testing.assert_array_equal(arr[:], data)
+    model = load_engine_model(models, "DECOMP")
+    sc = arr.schunk
+    for i, buf in enumerate(iter_chunk_buffers(data, arr)):
+        sizes = [
+            len(
+                ChunkCodec(c.to_cparams(typesize=8, blocksize=sc.blocksize), buf.nbytes).compress(
+                    buf
+                )
+            )
+            for c in model.categories
+        ]
+        assert len(sc.get_chunk(i)) == min(sizes)
+    assert len(trace.inferences) == 8
+
+
+def test_verify_is_refused_with_the_native_engine_and_below_1(trained: dict) -> None:
+    from btune_wrap.infer import compress
+
+    config = BtuneConfig(tradeoff=0.5, models_dir=trained["dir"], use_inference=-1)
+    with pytest.raises(ValueError, match="verify"):
+        compress(training_data(2), config, "native", verify=2)
+    with pytest.raises(ValueError, match="verify"):
+        compress(training_data(2), config, "python", verify=0)
