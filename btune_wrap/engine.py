@@ -327,7 +327,7 @@ class _ArrayFill:
                         if done == 0:
                             probe.many(chunks[:1])  # untimed, as above
                         feats = probe.many(chunks)
-                self._infer_batch(done, chunks, feats)
+                _infer_batch(self, done, chunks, feats)
                 done += count
         TweakSearch(self).run(reader, done)
         self.rows.finish()
@@ -344,58 +344,61 @@ class _ArrayFill:
             )
         return found
 
-    def _infer_batch(self, first: int, chunks: np.ndarray, feats: FeatureArrays | None) -> None:
-        """Run the network once for the chunks (rows of ``chunks``) and write each.
 
-        ``feats`` holds their features (NaN where the probe failed), ``None`` when the layout
-        gives none.
-        """
-        model = self.engine.model
-        assert model is not None
-        count = chunks.shape[0]
-        choices = [-1] * count
-        tops = None
-        entropy = [0.0] * count
-        t_share = 0.0
-        if feats is not None:
-            entropy = feats.elapsed.tolist()
-            ok = ~np.isnan(feats.cratio)
-            nok = int(ok.sum())
-            if nok:
-                t0 = time.perf_counter()
-                tradeoff, top = self.engine.tradeoff, self.engine.verify
-                if isinstance(model, ExtendedModel):
-                    extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
-                    chosen = model.choose_many(feats.cratio[ok], extra, self.dtype, tradeoff, top)
-                else:
-                    chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
-                if top > 1:
-                    tops = np.full((count, top), -1, dtype=np.int64)
-                    tops[ok] = chosen
-                    chosen = chosen[:, 0]
-                t_share = (time.perf_counter() - t0) / nok
-                picked = np.full(count, -1, dtype=np.int64)
-                picked[ok] = chosen
-                choices = picked.tolist()
-        categories = model.categories
-        by_index, counts, write = self._by_index, self.counts, self.rows.write
-        inference = RowState.INFERENCE
-        for k, index in enumerate(choices):
-            step = first + k
-            if index < 0:
-                # No usable features (see ChunkProbe): go on with the latest choice.
-                cat = self.last or most_predicted(model, counts) or default_category()
-                write(step, chunks[k], self.writer(cat), RowState.STOP)
-                continue
-            trial = None
-            if tops is not None:
-                index, trial = _verify(self, chunks[k], tops[k])
-            counts[index] += 1
-            writer = by_index[index]
-            if writer is None:
-                writer = by_index[index] = self.writer(categories[index])
-            self.last = writer.category
-            write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
+def _infer_batch(
+    fill: _ArrayFill, first: int, chunks: np.ndarray, feats: FeatureArrays | None
+) -> None:
+    """Run the network once for the chunks (rows of ``chunks``) of ``fill`` and write each.
+
+    ``feats`` holds their features (NaN where the probe failed), ``None`` when the layout
+    gives none.
+    """
+    model = fill.engine.model
+    assert model is not None
+    count = chunks.shape[0]
+    choices = [-1] * count
+    tops = None
+    entropy = [0.0] * count
+    t_share = 0.0
+    if feats is not None:
+        entropy = feats.elapsed.tolist()
+        ok = ~np.isnan(feats.cratio)
+        nok = int(ok.sum())
+        if nok:
+            t0 = time.perf_counter()
+            tradeoff, top = fill.engine.tradeoff, fill.engine.verify
+            if isinstance(model, ExtendedModel):
+                extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
+                chosen = model.choose_many(feats.cratio[ok], extra, fill.dtype, tradeoff, top)
+            else:
+                chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
+            if top > 1:
+                tops = np.full((count, top), -1, dtype=np.int64)
+                tops[ok] = chosen
+                chosen = chosen[:, 0]
+            t_share = (time.perf_counter() - t0) / nok
+            picked = np.full(count, -1, dtype=np.int64)
+            picked[ok] = chosen
+            choices = picked.tolist()
+    categories = model.categories
+    by_index, counts, write = fill._by_index, fill.counts, fill.rows.write
+    inference = RowState.INFERENCE
+    for k, index in enumerate(choices):
+        step = first + k
+        if index < 0:
+            # No usable features (see ChunkProbe): go on with the latest choice.
+            cat = fill.last or most_predicted(model, counts) or default_category()
+            write(step, chunks[k], fill.writer(cat), RowState.STOP)
+            continue
+        trial = None
+        if tops is not None:
+            index, trial = _verify(fill, chunks[k], tops[k])
+        counts[index] += 1
+        writer = by_index[index]
+        if writer is None:
+            writer = by_index[index] = fill.writer(categories[index])
+        fill.last = writer.category
+        write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
 
 
 def _verify(

@@ -152,20 +152,7 @@ class Measurements:
         and everything else in ``meta`` (the source, the layout, the categories) is kept.
         :class:`InputError` if a chunk was not measured.
         """
-        keep = np.unique(np.asarray(chunks, dtype=np.int64).ravel())
-        measured = self.chunks["chunk"].to_numpy(np.int64)
-        absent = np.setdiff1d(keep, measured)
-        if len(absent):
-            raise InputError(
-                invalid("chunks", absent[:10].tolist(), f"chunks measured in {self.name!r}")
-            )
-        rows = self.chunks["chunk"].isin(keep)
-        return Measurements(
-            dict(self.meta, measured_chunks=int(rows.sum())),
-            self.chunks[rows].reset_index(drop=True),
-            self.results[self.results["chunk"].isin(keep)].reset_index(drop=True),
-            label=label if label is not None else self.name,
-        )
+        return _select(self, chunks, label)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -188,27 +175,8 @@ class Measurements:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Measurements:
         """Read a measurement directory; :class:`InputError` if it is not a complete one."""
-        import pandas as pd
-
-        path = Path(path)
-        if not path.is_dir():
-            raise InputError(invalid("measurement directory", str(path), "an existing directory"))
-        files = [path / META_FILE, path / CHUNKS_FILE, path / RESULTS_FILE]
-        absent = [f.name for f in files if not f.is_file()]
-        if absent:
-            raise InputError(
-                f"{str(path)!r} is not a measurement directory: it lacks {', '.join(absent)} "
-                "(make one with 'btune gather')"
-            )
-        try:
-            meta = json.loads(files[0].read_text())
-            chunks = pd.read_parquet(files[1])
-            results = pd.read_parquet(files[2])
-        except (OSError, ValueError, RecursionError) as exc:
-            raise InputError(f"{str(path)!r} cannot be read as measurements: {exc}") from None
-        if not isinstance(meta, dict):
-            raise InputError(f"{str(files[0])!r}: expected a JSON object")
-        return cls(meta, chunks, results, path=path)
+        meta, chunks, results = _read_dir(Path(path))
+        return cls(meta, chunks, results, path=Path(path))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the directory atomically (aside, then renamed over ``path``)."""
@@ -341,6 +309,50 @@ def _check_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> No
 def is_measurement_dir(path: Path) -> bool:
     """Whether ``path`` is a directory ``btune gather`` wrote (it has the three files)."""
     return all((Path(path) / f).is_file() for f in (META_FILE, CHUNKS_FILE, RESULTS_FILE))
+
+
+def _select(
+    meas: Measurements, chunks: Sequence[int] | np.ndarray, label: str | None
+) -> Measurements:
+    """:meth:`Measurements.select`."""
+    keep = np.unique(np.asarray(chunks, dtype=np.int64).ravel())
+    measured = meas.chunks["chunk"].to_numpy(np.int64)
+    absent = np.setdiff1d(keep, measured)
+    if len(absent):
+        raise InputError(
+            invalid("chunks", absent[:10].tolist(), f"chunks measured in {meas.name!r}")
+        )
+    rows = meas.chunks["chunk"].isin(keep)
+    return Measurements(
+        dict(meas.meta, measured_chunks=int(rows.sum())),
+        meas.chunks[rows].reset_index(drop=True),
+        meas.results[meas.results["chunk"].isin(keep)].reset_index(drop=True),
+        label=label if label is not None else meas.name,
+    )
+
+
+def _read_dir(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """``meta.json`` and the two tables of a measurement directory, or :class:`InputError`."""
+    import pandas as pd
+
+    if not path.is_dir():
+        raise InputError(invalid("measurement directory", str(path), "an existing directory"))
+    files = [path / META_FILE, path / CHUNKS_FILE, path / RESULTS_FILE]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise InputError(
+            f"{str(path)!r} is not a measurement directory: it lacks {', '.join(absent)} "
+            "(make one with 'btune gather')"
+        )
+    try:
+        meta = json.loads(files[0].read_text())
+        chunks = pd.read_parquet(files[1])
+        results = pd.read_parquet(files[2])
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{str(path)!r} cannot be read as measurements: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{str(files[0])!r}: expected a JSON object")
+    return meta, chunks, results
 
 
 def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:

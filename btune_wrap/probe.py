@@ -741,6 +741,27 @@ def chunk_features(
     return ChunkProbe(int(buf.size), typesize, blocksize, extra)(buf)
 
 
+def _probe_layout(nbytes: int, typesize: int, blocksize: int) -> tuple[int, int]:
+    """``(blocksize, nblocks)`` the plugin's probe uses for a chunk, or :class:`InputError` for
+    a layout it cannot probe."""
+    if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
+        expected = (
+            f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
+            "(the plugin skips inference on smaller chunks)"
+        )
+        raise InputError(invalid("chunk nbytes", nbytes, expected))
+    bs = effective_blocksize(nbytes, typesize, blocksize)
+    nblocks = -(-nbytes // bs)
+    if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:
+        expected = (
+            f"at least {INSTR_BYTES_PER_BLOCK} bytes per block on average (got {nblocks} "
+            f"blocks for {nbytes} bytes with typesize={typesize}): below that the plugin's "
+            "instrumentation does not fit and it reads raw chunk bytes as features"
+        )
+        raise InputError(invalid("blocksize", blocksize, expected))
+    return bs, nblocks
+
+
 class ChunkProbe:
     """:func:`chunk_features` for many chunks of one layout, validated once.
 
@@ -772,21 +793,7 @@ class ChunkProbe:
         nbytes = parse_int("chunk nbytes", nbytes, 0, error=InputError)
         typesize = parse_int("typesize", typesize, 1, error=InputError)
         blocksize = parse_int("blocksize", blocksize, 1, error=InputError)
-        if nbytes < MIN_CHUNK_NBYTES or nbytes > MAX_CHUNK_NBYTES:
-            expected = (
-                f"between {MIN_CHUNK_NBYTES} and {MAX_CHUNK_NBYTES} bytes "
-                "(the plugin skips inference on smaller chunks)"
-            )
-            raise InputError(invalid("chunk nbytes", nbytes, expected))
-        bs = effective_blocksize(nbytes, typesize, blocksize)
-        nblocks = -(-nbytes // bs)
-        if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:
-            expected = (
-                f"at least {INSTR_BYTES_PER_BLOCK} bytes per block on average (got {nblocks} "
-                f"blocks for {nbytes} bytes with typesize={typesize}): below that the plugin's "
-                "instrumentation does not fit and it reads raw chunk bytes as features"
-            )
-            raise InputError(invalid("blocksize", blocksize, expected))
+        bs, nblocks = _probe_layout(nbytes, typesize, blocksize)
         self.nbytes = nbytes
         self.typesize = typesize if typesize <= MAX_TYPESIZE else 1
         self.blocksize = bs
@@ -863,29 +870,32 @@ class ChunkProbe:
                 invalid("chunks", what, f"a C-contiguous uint8 array of shape (n, {self.nbytes})")
             )
         if self._zs is None:
-            self._prime(chunks[:1])
-
-    def _prime(self, first: np.ndarray) -> None:
-        """Compile, measure the zeros speed, and warm the probe up on this chunk size."""
-        if _CLOCK_ID < 0:
-            raise InputError(
-                "the probe times blocks with clock_gettime(CLOCK_MONOTONIC), which this "
-                "platform lacks"
+            self._zs = _primed_zeros_speed(
+                chunks[:1], self.nbytes, self.blocksize, self.typesize, self.extra
             )
-        _warm_up()
-        primed = self.nbytes in _PRIMED
-        zs = zeros_speed(self.nbytes)
-        if not primed and first.shape[0]:
-            # Right after the process's first probe or a zeros-speed measurement the first
-            # few blocks run several times slower (cold caches, threads being torn down);
-            # the plugin shows the same on its first chunk. Run untimed passes so they
-            # don't skew features.
-            for _ in range(_PRIMING_PASSES):
-                _probe_chunks(
-                    first, self.blocksize, zs, _CLOCK_ID, self.typesize, *_outputs(1, self.extra)
-                )
-            _PRIMED.add(self.nbytes)
-        self._zs = zs
+
+
+def _primed_zeros_speed(
+    first: np.ndarray, nbytes: int, blocksize: int, typesize: int, extra: bool
+) -> float:
+    """Compile, measure the zeros speed of ``nbytes`` and warm the probe up on this chunk size
+    (with ``first``); return the zeros speed."""
+    if _CLOCK_ID < 0:
+        raise InputError(
+            "the probe times blocks with clock_gettime(CLOCK_MONOTONIC), which this platform lacks"
+        )
+    _warm_up()
+    primed = nbytes in _PRIMED
+    zs = zeros_speed(nbytes)
+    if not primed and first.shape[0]:
+        # Right after the process's first probe or a zeros-speed measurement the first
+        # few blocks run several times slower (cold caches, threads being torn down);
+        # the plugin shows the same on its first chunk. Run untimed passes so they
+        # don't skew features.
+        for _ in range(_PRIMING_PASSES):
+            _probe_chunks(first, blocksize, zs, _CLOCK_ID, typesize, *_outputs(1, extra))
+        _PRIMED.add(nbytes)
+    return zs
 
 
 class ProbeJob:
