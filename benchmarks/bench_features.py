@@ -50,15 +50,7 @@ SETS = {
     "+ typesize, kind": ("cratio", "log2_typesize", "kind_float", "kind_signed"),
     "+ filter probes": ("cratio", "shuffle_cratio", "bitshuffle_cratio", "bytedelta_cratio"),
     "+ byte stats": ("cratio", "zero_share", "low_entropy", "high_entropy"),
-    "typesize, kind, filter probes": (
-        "cratio",
-        "log2_typesize",
-        "kind_float",
-        "kind_signed",
-        "shuffle_cratio",
-        "bitshuffle_cratio",
-        "bytedelta_cratio",
-    ),
+    "typesize, kind, filter probes": ft.DEFAULT_FEATURES,
     "all": ft.FEATURES,
 }
 

@@ -28,21 +28,11 @@ if TYPE_CHECKING:
 #: feature and the probe's extended features.
 RAW_COLUMNS: tuple[str, ...] = ("cratio", *EXTRA_FEATURES)
 
+#: The dtype's columns: log2 of the typesize, and whether items are floats / signed.
+DTYPE_FEATURES: tuple[str, ...] = ("log2_typesize", "kind_float", "kind_signed")
 #: Every input column an extended model may use, before the tradeoff. Ratios enter as their
 #: logarithm (they span 1 to thousands); entropies in bits per byte / 8.
-FEATURES: tuple[str, ...] = (
-    "cratio",
-    "log2_typesize",
-    "kind_float",
-    "kind_signed",
-    "shuffle_cratio",
-    "bitshuffle_cratio",
-    "bytedelta_cratio",
-    "zero_share",
-    "low_entropy",
-    "high_entropy",
-)
-assert FEATURES[4:7] == EXTRA_FEATURES[0:3] and FEATURES[7:] == EXTRA_FEATURES[3:]
+FEATURES: tuple[str, ...] = ("cratio", *DTYPE_FEATURES, *EXTRA_FEATURES)
 #: The columns that need the probe's extended pass.
 NEEDS_EXTRA = frozenset(EXTRA_FEATURES)
 
@@ -106,15 +96,7 @@ def feature_matrix(raw: pd.DataFrame, dtype: str | np.dtype) -> pd.DataFrame:
 #: (``benchmarks/bench_features.py``): the typesize and dtype kind (free) and the three filter
 #: probes each lowered the pooled and leave-one-dataset-out gain; the zero share and byte
 #: entropies added nothing beyond them.
-DEFAULT_FEATURES: tuple[str, ...] = (
-    "cratio",
-    "log2_typesize",
-    "kind_float",
-    "kind_signed",
-    "shuffle_cratio",
-    "bitshuffle_cratio",
-    "bytedelta_cratio",
-)
+DEFAULT_FEATURES: tuple[str, ...] = ("cratio", *DTYPE_FEATURES, *EXTRA_FEATURES[:3])
 
 
 def measured_features(meas: Measurements) -> np.ndarray | None:

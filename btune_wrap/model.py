@@ -374,16 +374,7 @@ def load_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) ->
         filter ids, or the network's input/output shapes do not match [1, 3] -> [1, ncategories].
     """
     mode = PerfMode.parse(perf_mode)
-    directory = Path(models_dir)
-    if not directory.is_dir():
-        raise ModelError(f"models_dir={str(directory)!r} is not a directory")
-    tflite_path, json_path = model_paths(directory, mode)
-    missing = [p.name for p in (tflite_path, json_path) if not p.is_file()]
-    if missing:
-        raise ModelError(
-            f"models_dir={str(directory)!r} lacks {' and '.join(missing)}: perf mode "
-            f"{mode.name} needs {tflite_path.name} and {json_path.name}"
-        )
+    directory, tflite_path, json_path = _model_files(models_dir, mode, model_paths)
     meta, runner = _load_cached(
         str(tflite_path.resolve()), _stamp(tflite_path), str(json_path.resolve()), _stamp(json_path)
     )
@@ -599,19 +590,29 @@ def has_extended_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode |
     return all(p.is_file() for p in ext_model_paths(models_dir, perf_mode))
 
 
+def _model_files(models_dir, mode: PerfMode, paths) -> tuple[Path, Path, Path]:
+    """The directory and the ``.tflite`` and ``.json`` files ``paths(directory, mode)`` names,
+    or :class:`ModelError` if any is missing."""
+    directory = Path(models_dir)
+    if not directory.is_dir():
+        raise ModelError(f"models_dir={str(directory)!r} is not a directory")
+    tflite_path, json_path = paths(directory, mode)
+    missing = [p.name for p in (tflite_path, json_path) if not p.is_file()]
+    if missing:
+        raise ModelError(
+            f"models_dir={str(directory)!r} lacks {' and '.join(missing)}: perf mode "
+            f"{mode.name} needs {tflite_path.name} and {json_path.name}"
+        )
+    return directory, tflite_path, json_path
+
+
 def load_extended_model(
     models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
 ) -> ExtendedModel:
     """Load and validate the extended model ``perf_mode`` uses from ``models_dir``
     (``model_<mode>.ext.tflite`` + ``.ext.json``); :class:`ModelError` as :func:`load_model`."""
     mode = PerfMode.parse(perf_mode)
-    directory = Path(models_dir)
-    if not directory.is_dir():
-        raise ModelError(f"models_dir={str(directory)!r} is not a directory")
-    tflite_path, json_path = ext_model_paths(directory, mode)
-    missing = [p.name for p in (tflite_path, json_path) if not p.is_file()]
-    if missing:
-        raise ModelError(f"models_dir={str(directory)!r} lacks {' and '.join(missing)}")
+    directory, tflite_path, json_path = _model_files(models_dir, mode, ext_model_paths)
     meta, runner = _load_ext_cached(
         str(tflite_path.resolve()), _stamp(tflite_path), str(json_path.resolve()), _stamp(json_path)
     )

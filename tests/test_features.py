@@ -23,7 +23,7 @@ from btune_wrap.model import (
     load_model,
 )
 from btune_wrap.probe import EXTRA_FEATURES, ChunkProbe
-from btune_wrap.sources import iter_chunk_buffers
+from tests.test_engines_newest import iter_chunk_buffers
 
 from .conftest import build_training_meas, training_data
 
