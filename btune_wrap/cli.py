@@ -206,6 +206,21 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-genetic", action="store_true", help="leave out genetic Btune (the slowest method)"
     )
+    p.add_argument(
+        "--model-format",
+        choices=("engine", "plugin"),
+        default="engine",
+        help="judge the Python engine's model (the extended one where the directory has it; "
+        "default) or the plugin-format model",
+    )
+    p.add_argument(
+        "--verify",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the engine's verification: try the model's K best categories per chunk, keep the "
+        "best; in comp mode every trial's time counts (default 1: off)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -215,7 +230,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_evaluation_output(args.output, [args.models, *args.meas], force=args.force)
     methods = [m for m in ALL_METHODS if not (args.no_genetic and m is Method.GENETIC)]
-    evaluation = evaluate(args.models, args.meas, args.mode, methods=methods)
+    evaluation = evaluate(
+        args.models,
+        args.meas,
+        args.mode,
+        methods=methods,
+        model_format=args.model_format,
+        verify=args.verify,
+    )
     print(evaluation.format())
     if args.output is not None:
         out = evaluation.save(args.output, force=args.force)

@@ -4,9 +4,12 @@
 2. A training file of the same kind (600 chunks by default, the tutorial's 4000 with
    ``full=True``), its gather (features and measurements of every category per chunk) and
    the training of a compression and a decompression model, exported where the plugin looks.
-3. Fresh data of the same kind compressed with blosc2's defaults, with genetic Btune, and with
-   the models through both engines (the plugin and the Python engine), at tradeoffs 0, 0.5
-   and 1: one table (ratio, compression and decompression speed) and a plot of it.
+3. Fresh data of the same kind compressed with blosc2's defaults, with genetic Btune, with
+   the models through both engines (the plugin and the Python engine, which reads the extended
+   model where training made one) and with the general model shipped with the package (Python
+   engine, no training), at tradeoffs 0, 0.5 and 1: one table (ratio, compression and
+   decompression speed), a plot of it, and a check that blosc2's defaults beat no Python
+   engine choice on both ratio and the mode's speed (:func:`dominated_by_defaults`).
 
 Everything is written under the output directory.
 """
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import data
-from .atomic import atomic_dir, atomic_path
+from .atomic import atomic_path
 from .config import BtuneConfig, PerfMode
 from .errors import InputError
 from .parse import parse_int
@@ -52,7 +55,8 @@ class DemoMethod:
     label: str
     kind: str
     """``defaults`` (blosc2's), ``genetic`` (the plugin without models), ``native`` or
-    ``python`` (the models through that engine)."""
+    ``python`` (the trained models through that engine), ``general`` (the general model
+    shipped with the package, Python engine)."""
     perf_mode: PerfMode = PerfMode.COMP
 
 
@@ -151,6 +155,15 @@ def run_demo(
     plot_path = plot_comparison(table, out / "comparison.png")
     with pd.option_context("display.width", 140, "display.max_rows", 200):
         log(format_comparison(table))
+    beaten = dominated_by_defaults(table)
+    if beaten.empty:
+        log("blosc2's defaults beat no Python engine choice on both ratio and speed.")
+    for _, row in beaten.iterrows():
+        log(
+            f"Note: blosc2's defaults beat {row['method']} at tradeoff {row['tradeoff']:g} on "
+            f"both ratio ({row['defaults_cratio']:.2f} vs {row['cratio']:.2f}) and speed "
+            f"({row['defaults_speed']:.2f} vs {row['speed_gbs']:.2f} GB/s)"
+        )
     elapsed = time.perf_counter() - t_start
     log(f"Table: {table_path}  Plot: {plot_path}  ({elapsed:.0f} s in all)")
     return {
@@ -192,16 +205,16 @@ def train_models(
     meas_dir = workdir / f"{b2.name}.meas"
     t0 = time.perf_counter()
     # The training file was just rewritten: measurements of an earlier one are replaced.
-    measurements = measure.gather(b2, meas_dir, force=True)
+    measure.gather(b2, meas_dir, force=True)
     if log:
         log(f"Gathered {meas_dir} ({time.perf_counter() - t0:.1f} s)")
-    with atomic_dir(models_dir) as tmp:
-        for mode in ("comp", "decomp"):
-            t0 = time.perf_counter()
-            fitted = train.fit(measurements, mode)
-            train.export(fitted, tmp)
-            if log:
-                log(f"Trained the {mode} model ({time.perf_counter() - t0:.1f} s)")
+    t0 = time.perf_counter()
+    # Plugin-format models, and the extended ones the Python engine reads where there are
+    # enough chunks (train.EXT_MIN_CHUNKS).
+    trained = train.train_and_export([meas_dir], models_dir, "both", force=True)
+    if log:
+        stems = ", ".join(m.stem for m in trained)
+        log(f"Trained {stems} ({time.perf_counter() - t0:.1f} s)")
     return {"meas": meas_dir, "files": sorted(p.name for p in Path(models_dir).iterdir())}
 
 
@@ -217,6 +230,7 @@ def demo_methods(with_plugin: bool) -> list[DemoMethod]:
             methods.append(DemoMethod(f"genetic {tag}", "genetic", mode))
             methods.append(DemoMethod(f"model native {tag}", "native", mode))
         methods.append(DemoMethod(f"model python {tag}", "python", mode))
+        methods.append(DemoMethod(f"general python {tag}", "general", mode))
     return methods
 
 
@@ -258,6 +272,8 @@ def compare_methods(
             config = BtuneConfig(tradeoff=float(t), perf_mode=method.perf_mode)
             if method.kind in ("native", "python"):
                 config = config.replace(models_dir=Path(models_dir), use_inference=-1)
+            elif method.kind == "general":  # no models_dir: the general model
+                config = config.replace(use_inference=-1)
 
             def write(method: DemoMethod = method, config: BtuneConfig = config):
                 kw = {"chunks": tuple(chunks)} if chunks is not None else {}
@@ -266,7 +282,8 @@ def compare_methods(
                         return blosc2.asarray(array, **kw), "-"
                 if method.kind == "genetic":
                     return write_tuned(array, config, **kw)[0], "native"
-                arr, trace = compress(array, config, method.kind, **kw)
+                engine = "python" if method.kind == "general" else method.kind
+                arr, trace = compress(array, config, engine, **kw)
                 return arr, trace.engine
 
             ctime = dtime = float("inf")
@@ -305,6 +322,25 @@ def compare_methods(
                     f"comp {rec['cspeed_gbs']:6.2f} GB/s  decomp {rec['dspeed_gbs']:6.2f} GB/s"
                 )
     return pd.DataFrame.from_records(records)
+
+
+def dominated_by_defaults(table: pd.DataFrame) -> pd.DataFrame:
+    """The Python engine's rows (kinds ``python`` and ``general``) of a :func:`compare_methods`
+    table that blosc2's defaults beat on both the ratio and the speed of the row's mode
+    (compression in COMP, decompression in DECOMP) at the same tradeoff, with the defaults'
+    ``defaults_cratio`` and ``defaults_speed``; empty when there are none."""
+    defaults = table[table["kind"] == "defaults"].set_index("tradeoff")
+    rows = table[table["kind"].isin(["python", "general"])].copy()
+    column = np.where(rows["perf_mode"] == PerfMode.DECOMP.name, "dspeed_gbs", "cspeed_gbs")
+    rows["speed_gbs"] = [row[c] for (_, row), c in zip(rows.iterrows(), column, strict=True)]
+    rows["defaults_cratio"] = defaults["cratio"].reindex(rows["tradeoff"]).to_numpy()
+    rows["defaults_speed"] = [
+        defaults.loc[t, c] for t, c in zip(rows["tradeoff"], column, strict=True)
+    ]
+    beaten = (rows["defaults_cratio"] > rows["cratio"]) & (
+        rows["defaults_speed"] > rows["speed_gbs"]
+    )
+    return rows[beaten].reset_index(drop=True)
 
 
 def format_comparison(table: pd.DataFrame) -> str:

@@ -9,8 +9,15 @@ clevel, split mode), and each choice is scored with the one objective of
     whose cost is known for the chunk (the measurement's set, plus any category another method
     chose outside it, measured here). Its regret is 0 by construction and no method can beat it.
 ``model``
-    The category the trained model picks from the chunk's features (the plugin's inference-time
-    features stored by the gather), run through LiteRT (:meth:`BtuneModel.choose_many`).
+    The category the models directory picks from the chunk's features stored by the gather, run
+    through LiteRT. By default (``model_format="engine"``) the choice the Python engine would
+    make: its extended model where the directory has one
+    (:func:`btune_wrap.model.load_engine_model`, features from the gather's extended columns),
+    else the plugin-format model; with verification (``verify=k`` > 1) the model's ``k``
+    best-scored categories are tried and the best measured one kept, and in COMP the
+    compression time of every trial counts in that chunk's time (:func:`verified_choices`;
+    DECOMP readers do not pay for them). With ``model_format="plugin"``, the plugin-format
+    model only (what the plugin infers).
 ``fixed_best``
     The single measured category a user would pick after trying every one on the whole dataset
     once: per measurement directory and tradeoff, the category of best mean ``J`` over its
@@ -64,9 +71,12 @@ from .atomic import atomic_dir
 from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, invalid
+from .model import ExtendedModel
 from .objective import (
     TRADEOFFS,
     best_index,
+    chunk_objective,
+    cost_mode,
     gain,
     hindsight_best,
     objective_matrix,
@@ -74,7 +84,7 @@ from .objective import (
     regret,
     totals,
 )
-from .parse import parse_enum, parse_tradeoffs
+from .parse import parse_enum, parse_int, parse_tradeoffs
 from .plugin import plugin_support, tuned_traces
 from .runtime import installed_version
 
@@ -96,6 +106,15 @@ SUMMARY_FILE = "summary.csv"
 CHOICES_FILE = "choices.parquet"
 REGRET_PLOT = "regret.png"
 FRONTIER_PLOT = "frontier.png"
+
+
+class ModelFormat(str, Enum):
+    """Which model of a models directory :func:`evaluate` judges."""
+
+    #: What the Python engine reads: the extended model where there is one, else the plugin's.
+    ENGINE = "engine"
+    #: The plugin-format model (``model_<mode>.tflite`` + ``.json``), as the plugin infers.
+    PLUGIN = "plugin"
 
 
 class Method(str, Enum):
@@ -256,6 +275,8 @@ def evaluate(
     *,
     tradeoffs: Sequence[float] = TRADEOFFS,
     methods: Sequence[Method | str] = ALL_METHODS,
+    model_format: ModelFormat | str = ModelFormat.ENGINE,
+    verify: int = 1,
     progress: bool = True,
 ) -> Evaluation:
     """Evaluate a model on measured chunks against the oracle, fixed best, genetic and defaults.
@@ -277,6 +298,12 @@ def evaluate(
     methods
         Which methods to compare (the oracle is always included). Default all of
         :class:`Method`.
+    model_format
+        ``"engine"`` (default): the model the Python engine uses (the extended one where the
+        directory has it); ``"plugin"``: the plugin-format model (:class:`ModelFormat`).
+    verify
+        The Python engine's verification: the model's ``verify`` best categories tried per
+        chunk, the best kept; their compression times count in COMP. Default 1 (off).
     progress
         Show progress bars on stderr. Default True.
 
@@ -294,12 +321,17 @@ def evaluate(
     perf = parse_mode(mode)
     tradeoffs = parse_tradeoffs("tradeoffs", tradeoffs)
     wanted = _check_methods(methods)
+    model_format = parse_enum("model_format", model_format, ModelFormat)
     model = None
     if Method.MODEL in wanted:
         if models_dir is None:
             raise ModelError(invalid("models_dir", None, "a models directory (method 'model')"))
-        model = load_mode_model(models_dir, perf)
+        model = load_mode_model(models_dir, perf, model_format)
+        verify = parse_int("verify", verify, 1, len(model.categories))
     loaded, meas_dirs = _load_measurements(meas_dirs)
+    if isinstance(model, ExtendedModel):
+        for m in loaded:
+            _check_extended_features(m)
     datasets = [_Dataset(m) for m in loaded]
     names = [ds.name for ds in datasets]
     for ds in datasets:  # same directory names in different places: label them by path
@@ -315,10 +347,14 @@ def evaluate(
                 ds.source()
         # 1. every method's choice, as catalog ids; 2. the costs of the choices
         picks = _choose(
-            model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress
+            model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress, verify
         )
         for i, ds in enumerate(datasets):
             ds.fill_costs(catalog, [p[i] for p in picks.values()], progress=progress)
+        trials = None
+        if model is not None:  # the candidates' costs are known now: keep the best of each
+            picks[Method.MODEL], trials = verified_choices(datasets, picks[Method.MODEL], perf,
+                                                           tradeoffs)  # fmt: skip
     finally:
         for ds in datasets:
             ds.close()
@@ -334,11 +370,17 @@ def evaluate(
         frames.append(ds.frame(Method.ORACLE, oracle, j, best, tradeoffs, catalog))
         for method in ALL_METHODS:
             if method in picks:
-                frames.append(ds.frame(method, picks[method][i], j, best, tradeoffs, catalog))
+                extra = trials[i] if method is Method.MODEL and trials is not None else None
+                frame = ds.frame(method, picks[method][i], j, best, tradeoffs, catalog, extra, perf)
+                frames.append(frame)
     choices = pd.concat(frames, ignore_index=True)
     summary = summary_table(choices, perf)
     frontier = frontier_table(datasets_matrices(datasets), measured, perf)
     meta = _meta(models_dir, model, datasets, perf, tradeoffs, wanted, genetic_info)
+    if model is not None:
+        meta["model_format"] = model_format.value
+        meta["model_file"] = str(Path(model.tflite_path).name)
+        meta["verify"] = verify
     inputs = [*([models_dir] if models_dir is not None else []), *meas_dirs]
     inputs += [ds.meas.meta["input"]["path"] for ds in datasets if _recorded_path(ds.meas)]
     return Evaluation(perf, summary, choices, frontier, notes, meta, tuple(map(str, inputs)))
@@ -366,8 +408,62 @@ def _load_measurements(
     return loaded, dirs
 
 
+def model_candidates(
+    model: BtuneModel | ExtendedModel,
+    meas: Measurements,
+    tradeoffs: Sequence[float],
+    verify: int = 1,
+) -> np.ndarray:
+    """The model's ``verify`` best-scored category indices for every measured chunk, as the
+    Python engine computes them: int64 ``(ntradeoffs, verify, nchunks)``, best first.
+
+    A plugin-format model reads the gather's cratio and speed features, an extended model its
+    cratio and extended features (:func:`btune_wrap.features.measured_features`)."""
+    from .model import plugin_tradeoff
+
+    out = np.empty((len(tradeoffs), verify, meas.nchunks), dtype=np.int64)
+    feats = meas.features()
+    extra = meas.extra_features() if isinstance(model, ExtendedModel) else None
+    for k, t in enumerate(tradeoffs):
+        t = plugin_tradeoff(t)
+        if extra is not None:
+            rows = model.choose_many(feats[:, 0], extra, meas.meta["dtype"], t, verify)
+        else:
+            rows = model.choose_many(feats[:, 0], feats[:, 1], t, verify)
+        out[k] = np.asarray(rows, dtype=np.int64).reshape(meas.nchunks, verify).T
+    return out
+
+
+def verified_choices(
+    datasets: Sequence[_Dataset],
+    candidates: Sequence[np.ndarray],
+    mode: PerfMode,
+    tradeoffs: Sequence[float],
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Verification as the Python engine does it (:func:`btune_wrap.engine._verify`), on the
+    measured costs: per dataset, of the candidates ``(ntradeoffs, k, nchunks)`` (catalog ids)
+    the one of best ``J``, ``(ntradeoffs, nchunks)``; and the compression seconds of the
+    other trials, which count in that chunk's time in COMP (``None`` when ``k`` is 1; zero in
+    DECOMP, whose readers do not pay for them)."""
+    if candidates[0].shape[1] == 1:
+        return [c[:, 0, :] for c in candidates], None
+    t = np.asarray(tradeoffs, dtype=np.float64)[:, None, None]
+    chosen, trials = [], []
+    for ds, cand in zip(datasets, candidates, strict=True):
+        rows = np.arange(ds.nchunks)[None, None, :]
+        ctime = ds.ctime[rows, cand]
+        j = chunk_objective(ds.nbytes[rows], ds.cbytes[rows, cand], ctime, ds.dtime[rows, cand],
+                            mode, t)  # fmt: skip
+        best = np.argmax(j, axis=1)  # the first (best-scored) on ties, as the engine
+        chosen.append(np.take_along_axis(cand, best[:, None, :], axis=1)[:, 0, :])
+        kept = np.take_along_axis(ctime, best[:, None, :], axis=1)[:, 0, :]
+        counts = cost_mode(mode) is not PerfMode.DECOMP
+        trials.append(ctime.sum(axis=1) - kept if counts else np.zeros_like(kept))
+    return chosen, trials
+
+
 def _choose(
-    model: BtuneModel | None,
+    model: BtuneModel | ExtendedModel | None,
     datasets: Sequence[_Dataset],
     catalog: _Catalog,
     perf: PerfMode,
@@ -376,21 +472,17 @@ def _choose(
     notes: dict[str, str],
     genetic_info: list[dict[str, object]],
     progress: bool,
+    verify: int = 1,
 ) -> dict[Method, list[np.ndarray]]:
-    """Each method's choices: per dataset, catalog ids of shape (ntradeoffs, nchunks)."""
-    from .model import plugin_tradeoff
-
+    """Each method's choices: per dataset, catalog ids of shape (ntradeoffs, nchunks); the
+    model's are its candidates ``(ntradeoffs, verify, nchunks)``, resolved after their costs
+    are known (:func:`verified_choices`)."""
     ntrade = len(tradeoffs)
     picks: dict[Method, list[np.ndarray]] = {}
     if model is not None:
         model_ids = np.array([catalog.add(c) for c in model.categories])
-        picks[Method.MODEL] = []
-        for ds in datasets:
-            feats = ds.meas.features()
-            rows = [
-                model.choose_many(feats[:, 0], feats[:, 1], plugin_tradeoff(t)) for t in tradeoffs
-            ]
-            picks[Method.MODEL].append(model_ids[np.asarray(rows, dtype=np.int64)])
+        picks[Method.MODEL] = [model_ids[model_candidates(model, ds.meas, tradeoffs, verify)]
+                               for ds in datasets]  # fmt: skip
     if Method.FIXED_BEST in wanted:
         picks[Method.FIXED_BEST] = [
             np.repeat(ds.fixed_best(perf, tradeoffs)[:, None], ds.nchunks, axis=1)
@@ -447,11 +539,19 @@ def _check_methods(methods: Sequence[Method | str]) -> tuple[Method, ...]:
     return tuple(m for m in ALL_METHODS if m in chosen or m is Method.ORACLE)
 
 
-def load_mode_model(models_dir: str | os.PathLike[str], mode: PerfMode) -> BtuneModel:
-    """The model ``mode`` uses in ``models_dir``; a clear :class:`ModelError` when it has none."""
-    from .model import load_model, model_paths
+def load_mode_model(
+    models_dir: str | os.PathLike[str],
+    mode: PerfMode,
+    model_format: ModelFormat | str = ModelFormat.PLUGIN,
+) -> BtuneModel | ExtendedModel:
+    """The model ``mode`` uses in ``models_dir`` in ``model_format`` (``"engine"``: the
+    extended one where there is one); a clear :class:`ModelError` when it has none."""
+    from .model import has_extended_model, load_extended_model, load_model, model_paths
 
     directory = Path(models_dir)
+    engine = parse_enum("model_format", model_format, ModelFormat) is ModelFormat.ENGINE
+    if engine and directory.is_dir() and has_extended_model(directory, mode):
+        return load_extended_model(directory, mode)
     tflite, meta_json = model_paths(directory, mode)
     if directory.is_dir() and not (tflite.is_file() and meta_json.is_file()):
         present = [
@@ -466,6 +566,17 @@ def load_mode_model(models_dir: str | os.PathLike[str], mode: PerfMode) -> Btune
             "were trained for, or train that mode"
         )
     return load_model(directory, mode)
+
+
+def _check_extended_features(meas: Measurements) -> None:
+    """An extended model reads the gather's extended feature columns: refuse a gather
+    without them (made before they were recorded)."""
+    if meas.extra_features() is None or not isinstance(meas.meta.get("dtype"), str):
+        raise InputError(
+            f"measurements {meas.name!r} lack the probe's extended features (gathered before "
+            "they were recorded), which the extended model reads: gather them again, or "
+            "evaluate the plugin-format model (model_format='plugin', --model-format plugin)"
+        )
 
 
 def trace_category(row: TraceRow) -> Category:
@@ -761,9 +872,13 @@ class _Dataset:
         best: tuple[np.ndarray, np.ndarray],
         tradeoffs: Sequence[float],
         catalog: _Catalog,
+        trials: np.ndarray | None = None,
+        mode: PerfMode = PerfMode.COMP,
     ) -> pd.DataFrame:
         """Long rows (tradeoff-major) for one method's choices ``ids`` (ntradeoffs, nchunks);
-        ``best`` is the known and the measured oracle's ``J`` (ntradeoffs, nchunks)."""
+        ``best`` is the known and the measured oracle's ``J`` (ntradeoffs, nchunks);
+        ``trials``, seconds of compression spent on other categories (verification), added
+        to each chunk's ``ctime`` in ``mode``'s objective."""
         import pandas as pd
 
         j_oracle, j_measured = best
@@ -771,7 +886,14 @@ class _Dataset:
         rows = np.tile(np.arange(n), ntrade)
         cols = ids.ravel()
         names = np.array([c.name for c in catalog.categories], dtype=object)
+        ctime = self.ctime[rows, cols]
         j_chosen = np.take_along_axis(j, ids[..., None], axis=-1)[..., 0]
+        if trials is not None:
+            ctime = ctime + trials.ravel()
+            t = np.repeat(np.asarray(tradeoffs, dtype=np.float64), n)
+            cbytes, dtime = self.cbytes[rows, cols], self.dtime[rows, cols]
+            j_chosen = chunk_objective(self.nbytes[rows], cbytes, ctime, dtime, mode, t)
+            j_chosen = j_chosen.reshape(ntrade, n)
         return pd.DataFrame(
             {
                 "dataset": self.name,
@@ -781,7 +903,7 @@ class _Dataset:
                 "category": names[cols],
                 "nbytes": self.nbytes[rows].astype(np.int64),
                 "cbytes": self.cbytes[rows, cols].astype(np.int64),
-                "ctime": self.ctime[rows, cols],
+                "ctime": ctime,
                 "dtime": self.dtime[rows, cols],
                 "j": j_chosen.ravel(),
                 "j_oracle": j_oracle.ravel(),

@@ -55,9 +55,24 @@ from .errors import ConfigError, InputError, invalid
 from .features import DEFAULT_FEATURES, FEATURES, measured_features
 from .measurements import Measurements, check_same_categories, load_many
 from .model import EXT_INFIX, ExtendedMeta, ModelMeta, Normalization, model_stem
-from .objective import TRADEOFFS, best_index, hindsight_best, objective_matrix, parse_mode, regret
+from .objective import (
+    TRADEOFFS,
+    best_index,
+    gain,
+    hindsight_best,
+    objective_matrix,
+    parse_mode,
+    regret,
+)
 from .outputs import check_target
-from .parse import parse_bool, parse_float, parse_int, parse_shape, parse_tradeoffs
+from .parse import (
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_shape,
+    parse_tradeoffs,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -83,6 +98,11 @@ _MODES_HELP = "'c', 'comp', 'd', 'decomp' or 'both'"
 #: Bounds of the network's shape: the plugin's tiny models have 2 hidden layers of 64; these
 #: leave room to experiment and keep TensorFlow from asking for terabytes.
 MAX_LAYERS = 8
+#: What training may minimize (:attr:`TrainConfig.loss`).
+LOSSES = ("labels", "gain")
+#: Largest gain a training target counts (``loss="gain"``): one chunk 100x worse than its
+#: best must not outweigh everything else.
+MAX_GAIN = 10.0
 MAX_LAYER_SIZE = 4096
 
 
@@ -108,6 +128,12 @@ class TrainConfig:
         0 (default) trains on the best category only (cross-entropy on the label). A positive
         value trains on soft targets ``softmax((J - J_best) / temperature)`` instead, giving
         categories almost as good as the best some of the credit (measured: no better).
+    loss
+        What training minimizes: ``"labels"`` (default) the cross-entropy with the targets
+        above; ``"gain"`` the expected gain of the network's softmax over the categories,
+        ``sum_c p_c * min(exp(J_best - J_c) - 1, MAX_GAIN)``: the quantity evaluation reports,
+        so a category that is rarely best but never far from it is preferred to one that is
+        often best and sometimes very bad.
     use_speed
         Let the network use the speed feature. Default False: the input keeps its place but is
         multiplied by 0. The speed feature is a timing, relative to the machine and to what
@@ -141,6 +167,7 @@ class TrainConfig:
     learning_rate: float = 3e-3
     patience: int = 25
     temperature: float = 0.0
+    loss: str = "labels"
     use_speed: bool = False
     test_fraction: float = 0.2
     validation_fraction: float = 0.15
@@ -160,6 +187,7 @@ class TrainConfig:
         set_(self, "patience", parse_int("patience", self.patience, 1))
         set_(self, "learning_rate", parse_float("learning_rate", self.learning_rate, 1e-9, 0.999))
         set_(self, "temperature", parse_float("temperature", self.temperature, 0.0))
+        set_(self, "loss", parse_choice("loss", self.loss, LOSSES))
         set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
@@ -481,18 +509,37 @@ def _build(
         x = keras.layers.Dense(h, activation="relu")(x)
     out = keras.layers.Dense(ncategories, activation="softmax", name="scores")(x)
     model = keras.Model(inp, out)
+
+    if config.loss == "gain":  # targets are gains: the best category has the least
+
+        def expected_gain(gains, scores):
+            return keras.ops.sum(gains * scores, axis=-1)
+
+        def accuracy(gains, scores):
+            best = keras.ops.argmin(gains, axis=-1)
+            return keras.ops.cast(keras.ops.argmax(scores, axis=-1) == best, "float32")
+
+        loss, metric = expected_gain, accuracy
+    else:
+        loss = keras.losses.CategoricalCrossentropy()
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        loss=loss,
+        metrics=[metric],
     )
     return model
 
 
-def _targets(data: TrainingSet, rows: np.ndarray, temperature: float) -> np.ndarray:
-    """Training targets for ``rows``: one-hot labels, or soft ones at ``temperature`` > 0."""
+def _targets(
+    data: TrainingSet, rows: np.ndarray, temperature: float, loss: str = "labels"
+) -> np.ndarray:
+    """Training targets for ``rows``: one-hot labels, soft ones at ``temperature`` > 0, or
+    each category's gain (clipped at :data:`MAX_GAIN`) for ``loss="gain"``."""
     j = data.j[:, rows, :]
-    if temperature > 0:
+    if loss == "gain":
+        p = np.minimum(gain(j, j.max(axis=-1, keepdims=True)), MAX_GAIN)
+    elif temperature > 0:
         z = (j - j.max(axis=-1, keepdims=True)) / temperature
         p = np.exp(z)
         p /= p.sum(axis=-1, keepdims=True)
@@ -558,9 +605,9 @@ def fit(
         x_all = inputs(meta, data.features, data.tradeoffs)  # (nt, nchunks, 3)
     width = x_all.shape[-1]
     x_train = x_all[:, split["train"]].reshape(-1, width)
-    y_train = _targets(data, split["train"], config.temperature)
+    y_train = _targets(data, split["train"], config.temperature, config.loss)
     x_val = x_all[:, split["validation"]].reshape(-1, width)
-    y_val = _targets(data, split["validation"], 0.0)
+    y_val = _targets(data, split["validation"], 0.0, config.loss)
 
     low, high = x_train.min(0), x_train.max(0)
     model = _build(keras, config, len(data.categories), low, high, mask)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from btune_wrap import plugin_support
-from btune_wrap.demo import demo_methods, run_demo
+from btune_wrap.demo import demo_methods, dominated_by_defaults, run_demo
 from btune_wrap.errors import InputError
 
 
@@ -42,8 +42,12 @@ def test_demo_runs_the_tutorial_end_to_end(tmp_path, clean_env):
     # up on a chunk at once: ratio just below 1, the fastest write); at tradeoff 1 all compress.
     assert (table["cratio"] > 0.99).all() and (table["cspeed_gbs"] > 0).all()
     assert (table.loc[table["tradeoff"] == table["tradeoff"].max(), "cratio"] > 1).all()
-    python_rows = table[table["kind"] == "python"]
+    python_rows = table[table["kind"].isin(["python", "general"])]
     assert set(python_rows["engine"]) == {"python"}
+    assert {"general python comp", "general python decomp"} <= set(table["method"])
+    beaten = dominated_by_defaults(table)
+    assert ("beat no Python engine choice" in text) == beaten.empty
+    assert text.count("Note: blosc2's defaults beat") == len(beaten)
     assert result["plot_path"].stat().st_size > 10_000
     assert "t=0.5 ratio" in text
 
@@ -58,3 +62,19 @@ def test_demo_runs_the_tutorial_end_to_end(tmp_path, clean_env):
 def test_demo_refuses_too_few_training_chunks(tmp_path):
     with pytest.raises(InputError, match="training_chunks=3 is invalid"):
         run_demo(tmp_path / "demo", training_chunks=3, log=lambda _: None)
+
+
+def test_dominated_by_defaults_compares_the_ratio_and_the_speed_of_the_rows_mode():
+    rows = [
+        ("blosc2 defaults", "defaults", "-", 0.0, 4.0, 1.0, 2.0),
+        ("model python comp", "python", "COMP", 0.0, 3.0, 0.5, 9.0),  # slower to write: beaten
+        ("model python decomp", "python", "DECOMP", 0.0, 3.0, 0.5, 9.0),  # faster to read
+        ("general python comp", "general", "COMP", 0.0, 4.5, 0.5, 1.0),  # better ratio
+        ("model native comp", "native", "COMP", 0.0, 1.0, 0.1, 0.1),  # not the Python engine
+    ]
+    columns = ["method", "kind", "perf_mode", "tradeoff", "cratio", "cspeed_gbs", "dspeed_gbs"]
+    beaten = dominated_by_defaults(pd.DataFrame(rows, columns=columns))
+    assert beaten["method"].tolist() == ["model python comp"]
+    assert beaten[["defaults_cratio", "defaults_speed", "speed_gbs"]].iloc[0].tolist() == [
+        4.0, 1.0, 0.5
+    ]  # fmt: skip

@@ -220,3 +220,94 @@ def test_verify_is_refused_with_the_native_engine_and_below_1(trained: dict) -> 
         compress(training_data(2), config, "native", verify=2)
     with pytest.raises(ValueError, match="verify"):
         compress(training_data(2), config, "python", verify=0)
+
+
+# -- evaluate judges what the Python engine would choose -----------------------------------
+
+
+def _model_rows(evaluation, t: float):
+    rows = evaluation.choices.query("method == 'model' and tradeoff == @t")
+    return rows.set_index("chunk")
+
+
+def test_evaluate_judges_the_extended_model_by_default_and_the_plugin_one_on_request(
+    gathered: Path, trained: dict
+) -> None:
+    from btune_wrap.evaluate import evaluate
+    from btune_wrap.model import plugin_tradeoff
+
+    meas = Measurements.load(gathered)
+    feats = meas.features()
+    chunks = meas.chunks["chunk"].to_numpy()
+    engine = evaluate(trained["dir"], gathered, "comp", methods=["model"], progress=False)
+    plugin = evaluate(trained["dir"], gathered, "comp", methods=["model"],
+                      model_format="plugin", progress=False)  # fmt: skip
+    assert engine.meta["model_file"] == "model_comp.ext.tflite"
+    assert plugin.meta["model_file"] == "model_comp.tflite"
+    assert (engine.meta["model_format"], plugin.meta["model_format"]) == ("engine", "plugin")
+    ext, base = load_extended_model(trained["dir"], "comp"), load_model(trained["dir"], "comp")
+    for t in (0.0, 0.5, 1.0):
+        tt = plugin_tradeoff(t)
+        want = ext.choose_many(feats[:, 0], meas.extra_features(), meas.meta["dtype"], tt)
+        names = [ext.categories[k].name for k in want]
+        assert _model_rows(engine, t).loc[chunks, "category"].tolist() == names
+        want = base.choose_many(feats[:, 0], feats[:, 1], tt)
+        names = [base.categories[k].name for k in want]
+        assert _model_rows(plugin, t).loc[chunks, "category"].tolist() == names
+
+
+def test_evaluated_verification_keeps_the_best_trial_and_counts_every_trial_in_comp(
+    gathered: Path, trained: dict
+) -> None:
+    from btune_wrap.evaluate import evaluate
+    from btune_wrap.objective import chunk_objective
+
+    meas = Measurements.load(gathered)
+    costs = meas.results.set_index(["chunk", "category"])
+    feats = meas.features()
+    for mode in ("comp", "decomp"):
+        ext = load_extended_model(trained["dir"], mode)
+        one = evaluate(trained["dir"], gathered, mode, methods=["model"], progress=False)
+        two = evaluate(trained["dir"], gathered, mode, methods=["model"], verify=2,
+                       progress=False)  # fmt: skip
+        assert two.meta["verify"] == 2
+        for t in (0.0, 1.0):
+            top = ext.choose_many(feats[:, 0], meas.extra_features(), meas.meta["dtype"], t, 2)
+            rows = _model_rows(two, t)
+            for chunk, pair in zip(meas.chunks["chunk"], top, strict=True):
+                tried = [costs.loc[(chunk, ext.categories[k].name)] for k in pair]
+                nbytes = float(meas.chunks.set_index("chunk").loc[chunk, "nbytes"])
+                js = [chunk_objective(nbytes, c["cbytes"], c["ctime"], c["dtime"], mode, t)
+                      for c in tried]  # fmt: skip
+                best = int(np.argmax(js))
+                row = rows.loc[chunk]
+                assert row["category"] == ext.categories[pair[best]].name
+                spent = sum(c["ctime"] for c in tried) if mode == "comp" else tried[best]["ctime"]
+                assert row["ctime"] == pytest.approx(spent, rel=1e-12)
+                want = chunk_objective(nbytes, row["cbytes"], spent, row["dtime"], mode, t)
+                assert row["j"] == pytest.approx(float(want), rel=1e-12)
+        if mode == "decomp":  # free to the reader: never worse than the first choice alone
+            g1 = one.choices.query("method == 'model'")["gain_measured"].to_numpy()
+            g2 = two.choices.query("method == 'model'")["gain_measured"].to_numpy()
+            assert (g2 <= g1 + 1e-12).all() and (g2 < g1).any()
+
+
+def test_evaluating_the_extended_model_needs_the_gathers_extended_features(
+    gathered: Path, trained: dict, tmp_path: Path, capsys
+) -> None:
+    from btune_wrap.cli import main
+    from btune_wrap.evaluate import evaluate
+
+    meas = Measurements.load(gathered)
+    meas.chunks = meas.chunks.drop(columns=list(extra_chunk_columns()))
+    old = tmp_path / "old.meas"
+    meas.save(old)
+    with pytest.raises(InputError, match="extended features.*model_format='plugin'"):
+        evaluate(trained["dir"], old, "comp", methods=["model"], progress=False)
+    ev = evaluate(trained["dir"], old, "comp", methods=["model"], model_format="plugin",
+                  progress=False)  # fmt: skip
+    assert ev.meta["model_file"] == "model_comp.tflite"
+    assert main(["evaluate", str(trained["dir"]), str(old), "--no-genetic"]) == 2
+    assert "--model-format plugin" in capsys.readouterr().err
+    assert main(["evaluate", str(trained["dir"]), str(old), "--verify", "0"]) == 2
+    assert "--verify: verify=0 is invalid" in capsys.readouterr().err
