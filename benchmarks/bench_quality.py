@@ -67,7 +67,10 @@ MODES = ("comp", "decomp")
 #: Table columns, in order: the per-dataset model, the general model (leave-one-dataset-out)
 #: and its constant rival (:func:`corpus_best`), the alternatives, the oracle (below 0 against
 #: ``measured`` when a method's choice beat the 32).
-METHODS = ("model", "general", "corpus_best", "genetic", "defaults", "fixed_best", "oracle")
+METHODS = (
+    "model", "model_plugin", "model_verify3", "general", "general_plugin", "general_verify3",
+    "corpus_best", "genetic", "defaults", "fixed_best", "oracle",
+)  # fmt: skip
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> tuple:
@@ -115,17 +118,26 @@ def gathered(npy: Path, meas_dir: Path, max_chunks: int | None) -> measurements.
 
 def run_methods(sets: list, genetic: bool, progress) -> pd.DataFrame:
     """The choices of every method on the odd chunks: per-dataset models (even/odd), the
-    general model left-one-dataset-out (renamed ``general``), genetic, defaults, fixed best."""
+    general model left-one-dataset-out (renamed ``general``), genetic, defaults, fixed best.
+
+    Models are judged as the Python engine uses them (the extended model where a fold trains
+    one), and also as the plugin reads them (``*_plugin``) and with verification of the three
+    best categories (``*_verify3``; in comp mode every trial's compression time counts)."""
     methods = [Method.MODEL, Method.FIXED_BEST, Method.DEFAULTS]
     methods += [Method.GENETIC] if genetic else []
     own = crossval(sets, Protocol.EVEN_ODD, "both", TrainConfig(seed=0), methods=methods,
-                   progress=progress)  # fmt: skip
+                   variants=_variants("model"), progress=progress)  # fmt: skip
     loo = crossval(sets, Protocol.LEAVE_ONE_OUT, "both", TrainConfig(seed=0),
-                   methods=[Method.MODEL], test_chunks="odd", progress=progress)  # fmt: skip
-    general = loo.choices[loo.choices["method"] == "model"].assign(method="general")
+                   methods=[Method.MODEL], test_chunks="odd", variants=_variants("general"),
+                   progress=progress)  # fmt: skip
+    general = loo.choices.replace({"method": {"model": "general"}})
     for note in {**own.notes, **loo.notes}.items():
         print(f"note: {note[0]}: {note[1]}")
     return pd.concat([own.choices, general, corpus_best(sets)], ignore_index=True)
+
+
+def _variants(name: str) -> list[tuple[str, str, int]]:
+    return [(f"{name}_plugin", "plugin", 1), (f"{name}_verify3", "engine", 3)]
 
 
 def corpus_best(sets: list, *, own: bool = False) -> pd.DataFrame:
@@ -193,7 +205,8 @@ def chunk_curve(sets: list, baseline: pd.DataFrame) -> pd.DataFrame:
             train = [m for m in train if m.nchunks]
             for mode in MODES:
                 with tempfile.TemporaryDirectory() as tmp:
-                    tr.export(tr.fit(train, mode, TrainConfig(seed=draw)), tmp)
+                    for trained in tr.fit_all(train, [mode], TrainConfig(seed=draw)):
+                        tr.export(trained, tmp)
                     ev = evaluate(tmp, [odd for _, odd in halves], mode, methods=[Method.MODEL],
                                   progress=False)  # fmt: skip
                 gains[mode].append(gain_table(ev.choices, "measured")["model"].mean())

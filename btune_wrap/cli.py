@@ -206,6 +206,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-genetic", action="store_true", help="leave out genetic Btune (the slowest method)"
     )
+    _add_judged_model_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_judged_model_options(p: argparse.ArgumentParser) -> None:
+    """--model-format and --verify: which model evaluate judges, and how."""
     p.add_argument(
         "--model-format",
         choices=("engine", "plugin"),
@@ -221,7 +227,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="the engine's verification: try the model's K best categories per chunk, keep the "
         "best; in comp mode every trial's time counts (default 1: off)",
     )
-    p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -278,6 +283,7 @@ def _add_crossval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", metavar="CSV", help="write the gain tables (both oracles) here")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    _add_judged_model_options(p)
     _add_train_options(p)
     p.set_defaults(func=_cmd_crossval)
 
@@ -299,6 +305,8 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
         _train_config(args),
         methods=methods,
         test_chunks="odd" if args.odd else "all",
+        model_format=args.model_format,
+        verify=args.verify,
         progress=progress,
     )
     print(result.format())

@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import PerfMode
 from .errors import ConfigError, invalid
-from .evaluate import Method, evaluate, gain_table
+from .evaluate import Method, ModelFormat, evaluate, gain_table
 from .measurements import Measurements, check_same_categories
 from .parse import parse_choice, parse_enum
 
@@ -177,6 +177,9 @@ def crossval(
     *,
     methods: Sequence[Method | str] = DEFAULT_METHODS,
     test_chunks: str = "all",
+    model_format: ModelFormat | str = ModelFormat.ENGINE,
+    verify: int = 1,
+    variants: Sequence[tuple[str, ModelFormat | str, int]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> CrossValidation:
     """Train and evaluate every fold of ``protocol`` (see the module docstring).
@@ -196,12 +199,20 @@ def crossval(
         search, which writes every test dataset once per tradeoff).
     test_chunks
         ``"all"`` (default) or ``"odd"``: a left-out dataset's chunks evaluated (``loo``).
+    model_format, verify
+        As in :func:`btune_wrap.evaluate.evaluate`: by default each fold's models directory
+        is judged as the Python engine uses it (its extended model, trained where the fold has
+        enough chunks: :func:`btune_wrap.train.wants_extended`), without verification.
+    variants
+        More ways of judging the same trained models, each ``(name, model_format, verify)``:
+        its choices are added as method ``name`` (e.g. ``("plugin", "plugin", 1)`` or
+        ``("verify3", "engine", 3)``). Default none.
     progress
         Called with one line per fold; ``None`` (default) is silent.
     """
     import pandas as pd
 
-    from .train import MIN_CHUNKS, TrainConfig, export, fit, parse_modes
+    from .train import MIN_CHUNKS, TrainConfig, export, fit_all, parse_modes
 
     config = config or TrainConfig()
     modes = parse_modes(mode)
@@ -217,7 +228,8 @@ def crossval(
             with tempfile.TemporaryDirectory(prefix="btune-crossval-") as tmp:
                 if Method.MODEL in wanted and fold.train_chunks >= MIN_CHUNKS:
                     t0 = time.perf_counter()
-                    export(fit(list(fold.train), perf, config), tmp)
+                    for trained in fit_all(list(fold.train), [perf], config):
+                        export(trained, tmp)
                     row.update(model=True, train_s=time.perf_counter() - t0)
                 elif Method.MODEL in wanted:
                     wanted.remove(Method.MODEL)
@@ -228,7 +240,11 @@ def crossval(
                     continue
                 t0 = time.perf_counter()
                 ev = evaluate(tmp if row["model"] else None, [fold.test], perf, methods=wanted,
-                              progress=False)  # fmt: skip
+                              model_format=model_format, verify=verify, progress=False)  # fmt: skip
+                row["model_file"] = ev.meta.get("model_file")
+                if row["model"]:
+                    extra = [_variant(tmp, fold.test, perf, v) for v in variants]
+                    ev.choices = pd.concat([ev.choices, *extra], ignore_index=True)
                 row["evaluate_s"] = time.perf_counter() - t0
             notes.update({f"{fold.name} ({name}) {k}": v for k, v in ev.notes.items()})
             frames.append(ev.choices.assign(mode=name))
@@ -242,3 +258,13 @@ def crossval(
     return CrossValidation(
         Protocol.parse(protocol), pd.concat(frames, ignore_index=True), pd.DataFrame(rows), notes
     )
+
+
+def _variant(models_dir, test: Measurements, perf: PerfMode, variant) -> pd.DataFrame:
+    """The model's choices on ``test`` judged as ``variant`` = ``(name, model_format, verify)``,
+    renamed to method ``name``."""
+    name, model_format, verify = variant
+    ev = evaluate(models_dir, [test], perf, methods=[Method.MODEL], model_format=model_format,
+                  verify=verify, progress=False)  # fmt: skip
+    rows = ev.choices[ev.choices["method"] == Method.MODEL.value]
+    return rows.assign(method=str(name))

@@ -24,7 +24,7 @@ from .categories import Category, SplitMode, default_category
 from .compressor import ChunkCodec, compiled_method, is_special, write_array
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, ModelError
-from .model import BtuneModel, ExtendedModel, plugin_tradeoff
+from .model import BtuneModel, ExtendedModel, plugin_tradeoff, reads_extended
 from .objective import chunk_objective
 from .parse import parse_int, parse_optional_shape, parse_threads
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
@@ -35,6 +35,8 @@ from .tweak import TweakSearch, most_predicted
 
 if TYPE_CHECKING:
     import blosc2
+
+    from .neighbors import NeighborsModel
 
 
 #: Where the Python engine puts each compressed chunk: ``sink(chunk index, chunk bytes)``.
@@ -91,7 +93,7 @@ class PythonEngine:
     def __init__(
         self,
         config: BtuneConfig,
-        model: BtuneModel | ExtendedModel | None,
+        model: BtuneModel | ExtendedModel | NeighborsModel | None,
         *,
         max_tweaks: int = 8,
         repeats: int = 3,
@@ -262,7 +264,7 @@ class _ArrayFill:
         self.last: Category | None = None
         self.dtype = arr.dtype
         self._probe: ChunkProbe | None = None
-        extra = isinstance(model, ExtendedModel) and model.needs_extra
+        extra = reads_extended(model) and model.needs_extra
         if self.chunk_nbytes >= MIN_CHUNK_NBYTES:
             # Validated once for all chunks (all have the same padded size); a layout the probe
             # refuses leaves every chunk without features.
@@ -367,7 +369,7 @@ def _infer_batch(
         if nok:
             t0 = time.perf_counter()
             tradeoff, top = fill.engine.tradeoff, fill.engine.verify
-            if isinstance(model, ExtendedModel):
+            if reads_extended(model):
                 extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
                 chosen = model.choose_many(feats.cratio[ok], extra, fill.dtype, tradeoff, top)
             else:

@@ -71,7 +71,7 @@ from .atomic import atomic_dir
 from .categories import Category, SplitMode, default_category
 from .config import BtuneConfig, PerfMode
 from .errors import ConfigError, InputError, ModelError, invalid
-from .model import ExtendedModel
+from .model import reads_extended
 from .objective import (
     TRADEOFFS,
     best_index,
@@ -92,7 +92,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .measurements import Measurements
-    from .model import BtuneModel
+    from .model import BtuneModel, ExtendedModel
+    from .neighbors import NeighborsModel
     from .sources import ChunkSource
     from .trace import TraceRow
 
@@ -329,7 +330,7 @@ def evaluate(
         model = load_mode_model(models_dir, perf, model_format)
         verify = parse_int("verify", verify, 1, len(model.categories))
     loaded, meas_dirs = _load_measurements(meas_dirs)
-    if isinstance(model, ExtendedModel):
+    if reads_extended(model):
         for m in loaded:
             _check_extended_features(m)
     datasets = [_Dataset(m) for m in loaded]
@@ -409,7 +410,7 @@ def _load_measurements(
 
 
 def model_candidates(
-    model: BtuneModel | ExtendedModel,
+    model: BtuneModel | ExtendedModel | NeighborsModel,
     meas: Measurements,
     tradeoffs: Sequence[float],
     verify: int = 1,
@@ -423,7 +424,7 @@ def model_candidates(
 
     out = np.empty((len(tradeoffs), verify, meas.nchunks), dtype=np.int64)
     feats = meas.features()
-    extra = meas.extra_features() if isinstance(model, ExtendedModel) else None
+    extra = meas.extra_features() if reads_extended(model) else None
     for k, t in enumerate(tradeoffs):
         t = plugin_tradeoff(t)
         if extra is not None:
@@ -463,7 +464,7 @@ def verified_choices(
 
 
 def _choose(
-    model: BtuneModel | ExtendedModel | None,
+    model: BtuneModel | ExtendedModel | NeighborsModel | None,
     datasets: Sequence[_Dataset],
     catalog: _Catalog,
     perf: PerfMode,
@@ -543,7 +544,7 @@ def load_mode_model(
     models_dir: str | os.PathLike[str],
     mode: PerfMode,
     model_format: ModelFormat | str = ModelFormat.PLUGIN,
-) -> BtuneModel | ExtendedModel:
+) -> BtuneModel | ExtendedModel | NeighborsModel:
     """The model ``mode`` uses in ``models_dir`` in ``model_format`` (``"engine"``: the
     extended one where there is one); a clear :class:`ModelError` when it has none."""
     from .model import has_extended_model, load_extended_model, load_model, model_paths

@@ -61,6 +61,8 @@ from .trace import Trace
 if TYPE_CHECKING:
     import blosc2
 
+    from .neighbors import NeighborsModel
+
 
 class Engine(Enum):
     """Who makes the per-chunk decisions: the Btune plugin or the Python engine."""
@@ -201,7 +203,9 @@ def compress(
     return result, trace
 
 
-def _model_for(config: BtuneConfig, engine: Engine) -> BtuneModel | ExtendedModel | None:
+def _model_for(
+    config: BtuneConfig, engine: Engine
+) -> BtuneModel | ExtendedModel | NeighborsModel | None:
     """Validate the model the run will use, before anything is written: the configured one;
     without one, the general model (:data:`~btune_wrap.config.GENERAL_MODEL_DIR`) for the
     Python engine, nothing for the plugin (its genetic search) or with ``use_inference=0``. The

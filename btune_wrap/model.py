@@ -22,6 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from .categories import Category
 from .config import PerfMode, Tradeoff
 from .errors import ModelError
 from .parse import parse_float
+
+if TYPE_CHECKING:
+    from .neighbors import NeighborsModel
 
 #: File stem of the model each performance mode uses (the plugin's rule: DECOMP uses the
 #: decompression model, every other mode the compression one).
@@ -585,9 +589,17 @@ class ExtendedModel:
         return self.runner.predict_many(rows)
 
 
+def reads_extended(model: object) -> bool:
+    """Whether ``model`` chooses from the extended features (``choose_many(cratios, extra,
+    dtype, tradeoff, top)``): every engine model but the plugin's format."""
+    return model is not None and not isinstance(model, BtuneModel)
+
+
 def has_extended_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) -> bool:
-    """Whether ``models_dir`` holds both files of the extended model of ``perf_mode``."""
-    return all(p.is_file() for p in ext_model_paths(models_dir, perf_mode))
+    """Whether ``models_dir`` holds the extended model of ``perf_mode``: its JSON, and its
+    network (``.ext.tflite``) or its neighbours table (``.ext.npz``)."""
+    tflite, json_path = ext_model_paths(models_dir, perf_mode)
+    return json_path.is_file() and (tflite.is_file() or json_path.with_suffix(".npz").is_file())
 
 
 def _model_files(models_dir, mode: PerfMode, paths) -> tuple[Path, Path, Path]:
@@ -608,10 +620,27 @@ def _model_files(models_dir, mode: PerfMode, paths) -> tuple[Path, Path, Path]:
 
 def load_extended_model(
     models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
-) -> ExtendedModel:
+) -> ExtendedModel | NeighborsModel:
     """Load and validate the extended model ``perf_mode`` uses from ``models_dir``
     (``model_<mode>.ext.tflite`` + ``.ext.json``); :class:`ModelError` as :func:`load_model`."""
+    from .neighbors import is_neighbors_doc
+    from .objective import parse_mode
+
     mode = PerfMode.parse(perf_mode)
+    directory = Path(models_dir)
+    json_path = ext_model_paths(directory, mode)[1]
+    doc = _read_json(json_path) if json_path.is_file() else None
+    if is_neighbors_doc(doc):
+        table = json_path.with_suffix(".npz")
+        table_stamp = _stamp(table) if table.is_file() else None
+        model = _load_neighbors_cached(str(json_path.resolve()), _stamp(json_path), table_stamp)
+        expected = parse_mode(mode)  # BALANCED and AUTO read the COMP files
+        if model.perf_mode is not expected:
+            raise ModelError(
+                f"model metadata {str(json_path)!r}: 'mode'={model.perf_mode.name.lower()!r} "
+                f"is invalid: expected {expected.name.lower()!r} (the file's mode)"
+            )
+        return model
     directory, tflite_path, json_path = _model_files(models_dir, mode, ext_model_paths)
     meta, runner = _load_ext_cached(
         str(tflite_path.resolve()), _stamp(tflite_path), str(json_path.resolve()), _stamp(json_path)
@@ -621,7 +650,7 @@ def load_extended_model(
 
 def load_engine_model(
     models_dir: str | os.PathLike[str], perf_mode: PerfMode | str
-) -> BtuneModel | ExtendedModel:
+) -> BtuneModel | ExtendedModel | NeighborsModel:
     """The model the Python engine uses: the extended one where ``models_dir`` holds it
     (:func:`has_extended_model`), else the plugin-format one (:func:`load_model`)."""
     if Path(models_dir).is_dir() and has_extended_model(models_dir, perf_mode):
@@ -635,3 +664,20 @@ def _load_ext_cached(
 ) -> tuple[ExtendedMeta, ModelRunner]:
     meta = ExtendedMeta.load(json_file)
     return meta, ModelRunner(tflite, len(meta.categories), meta.ninputs)
+
+
+def _read_json(path: Path) -> object:
+    """A model JSON file, parsed; :class:`ModelError` when it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_neighbors_cached(
+    json_file: str, json_stamp: tuple[int, int], table_stamp: tuple[int, int] | None
+) -> NeighborsModel:
+    from .neighbors import NeighborsModel
+
+    return NeighborsModel.load(json_file, _read_json(Path(json_file)))

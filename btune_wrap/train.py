@@ -78,6 +78,8 @@ if TYPE_CHECKING:
     import keras
     import pandas as pd
 
+    from .neighbors import NeighborsModel
+
 #: Fewest chunks :func:`fit` accepts: enough for at least one test, one validation and a few
 #: training chunks.
 MIN_CHUNKS = 10
@@ -98,6 +100,8 @@ _MODES_HELP = "'c', 'comp', 'd', 'decomp' or 'both'"
 #: Bounds of the network's shape: the plugin's tiny models have 2 hidden layers of 64; these
 #: leave room to experiment and keep TensorFlow from asking for terabytes.
 MAX_LAYERS = 8
+#: What an extended model may be (:attr:`TrainConfig.extended_kind`).
+EXT_KINDS = ("neighbors", "network")
 #: What training may minimize (:attr:`TrainConfig.loss`).
 LOSSES = ("labels", "gain")
 #: Largest gain a training target counts (``loss="gain"``): one chunk 100x worse than its
@@ -134,6 +138,11 @@ class TrainConfig:
         ``sum_c p_c * min(exp(J_best - J_c) - 1, MAX_GAIN)``: the quantity evaluation reports,
         so a category that is rarely best but never far from it is preferred to one that is
         often best and sometimes very bad.
+    constant
+        Train a network that reads the tradeoff only (every feature multiplied by 0), on the
+        one category of best mean ``J`` over the training chunks at each tradeoff
+        (:func:`btune_wrap.objective.hindsight_best`): the dataset's hindsight category as a
+        model, for too few chunks to learn more from. Default False.
     use_speed
         Let the network use the speed feature. Default False: the input keeps its place but is
         multiplied by 0. The speed feature is a timing, relative to the machine and to what
@@ -156,6 +165,12 @@ class TrainConfig:
         extended features (gathers since they are recorded) and there are at least
         :data:`EXT_MIN_CHUNKS` chunks, True whenever they have the features (an error if
         not), False never.
+    extended_kind
+        What the extended model is: ``"neighbors"`` (default; :mod:`btune_wrap.neighbors`, the
+        category of least mean gain over the nearest training chunks, trained from any number
+        of chunks) or ``"network"`` (a network of the features and the tradeoff, from
+        :data:`EXT_MIN_CHUNKS` chunks when ``extended`` is None). Measured on the real-data
+        corpus, the neighbours chose better both per dataset and on unseen kinds of data.
     features
         The extended model's input columns (names of :data:`btune_wrap.features.FEATURES`).
         Default :data:`btune_wrap.features.DEFAULT_FEATURES`.
@@ -168,12 +183,14 @@ class TrainConfig:
     patience: int = 25
     temperature: float = 0.0
     loss: str = "labels"
+    constant: bool = False
     use_speed: bool = False
     test_fraction: float = 0.2
     validation_fraction: float = 0.15
     seed: int = 0
     tradeoffs: tuple[float, ...] = TRADEOFFS
     extended: bool | None = None
+    extended_kind: str = "neighbors"
     features: tuple[str, ...] = DEFAULT_FEATURES
 
     def __post_init__(self) -> None:
@@ -188,6 +205,8 @@ class TrainConfig:
         set_(self, "learning_rate", parse_float("learning_rate", self.learning_rate, 1e-9, 0.999))
         set_(self, "temperature", parse_float("temperature", self.temperature, 0.0))
         set_(self, "loss", parse_choice("loss", self.loss, LOSSES))
+        set_(self, "constant", parse_bool("constant", self.constant))
+        set_(self, "extended_kind", parse_choice("extended_kind", self.extended_kind, EXT_KINDS))
         set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
@@ -531,6 +550,13 @@ def _build(
     return model
 
 
+def _one_hot(labels: np.ndarray, nchunks: int, ncategories: int) -> np.ndarray:
+    """One-hot rows for the label of each tradeoff, repeated for ``nchunks`` chunks."""
+    p = np.zeros((len(labels), nchunks, ncategories), dtype=np.float32)
+    p[np.arange(len(labels)), :, labels] = 1.0
+    return p.reshape(-1, ncategories)
+
+
 def _targets(
     data: TrainingSet, rows: np.ndarray, temperature: float, loss: str = "labels"
 ) -> np.ndarray:
@@ -605,9 +631,16 @@ def fit(
         x_all = inputs(meta, data.features, data.tradeoffs)  # (nt, nchunks, 3)
     width = x_all.shape[-1]
     x_train = x_all[:, split["train"]].reshape(-1, width)
-    y_train = _targets(data, split["train"], config.temperature, config.loss)
     x_val = x_all[:, split["validation"]].reshape(-1, width)
-    y_val = _targets(data, split["validation"], 0.0, config.loss)
+    if config.constant:  # the tradeoff only, and one label per tradeoff
+        mask = np.zeros(width, dtype=np.float32)
+        mask[-1] = 1
+        fixed = hindsight_best(data.j[:, split["train"], :])
+        y_train = _one_hot(fixed, len(split["train"]), len(data.categories))
+        y_val = _one_hot(fixed, len(split["validation"]), len(data.categories))
+    else:
+        y_train = _targets(data, split["train"], config.temperature, config.loss)
+        y_val = _targets(data, split["validation"], 0.0, config.loss)
 
     low, high = x_train.min(0), x_train.max(0)
     model = _build(keras, config, len(data.categories), low, high, mask)
@@ -844,7 +877,10 @@ def check_models_output(
     if stems is None:
         infixes = ("", EXT_INFIX) if extended else ("",)
         stems = [model_stem(m) + infix for m in modes for infix in infixes]
-    clash = [p.name for stem in stems for p in output_files(directory, stem) if p.exists()]
+    # the files of a network, and the table of a neighbours model
+    files = [p for stem in stems for p in output_files(directory, stem)]
+    files += [directory / f"{stem}.npz" for stem in stems]
+    clash = [p.name for p in files if p.exists()]
     if clash:
         raise InputError(
             f"output={str(directory)!r} already holds {', '.join(clash)}: "
@@ -853,9 +889,13 @@ def check_models_output(
 
 
 def export(
-    trained: TrainedModel, directory: str | os.PathLike[str], *, force: bool = False
+    trained: TrainedModel | NeighborsModel,
+    directory: str | os.PathLike[str],
+    *,
+    force: bool = False,
 ) -> list[Path]:
-    """Write ``model_<mode>.tflite`` and ``.json`` and the training report into ``directory``.
+    """Write ``model_<mode>.tflite`` and ``.json`` and the training report into ``directory``
+    (a neighbours model: ``model_<mode>.ext.json`` and ``.ext.npz``).
 
     The directory is created if needed; every file is written aside and renamed into place.
     Unless ``force``, a file that already exists is refused (:class:`InputError`) before
@@ -863,8 +903,12 @@ def export(
     """
     check_models_output(directory, [trained.mode], force=force, stems=[trained.stem])
     from . import report
+    from .neighbors import NeighborsModel, write_neighbors
 
     directory = Path(directory)
+    if isinstance(trained, NeighborsModel):
+        directory.mkdir(parents=True, exist_ok=True)
+        return write_neighbors(trained, directory / f"{trained.stem}.json")
     directory.mkdir(parents=True, exist_ok=True)
     tfl, js, rep, hist_png, trade_png = output_files(directory, trained.stem)
     model_bytes = tflite_bytes(trained)
@@ -877,10 +921,18 @@ def export(
     return [tfl, js, rep, hist_png, trade_png]
 
 
-def format_report(trained: TrainedModel, *, legend: bool = True) -> str:
+def format_report(trained: TrainedModel | NeighborsModel, *, legend: bool = True) -> str:
     """The printed report: the most predicted categories per tradeoff, accuracy and regret per
-    tradeoff on training and test chunks, and (if ``legend``, the default) the legend."""
+    tradeoff on training and test chunks, and (if ``legend``, the default) the legend; one line
+    for a neighbours model."""
     from . import report
+    from .neighbors import NeighborsModel
+
+    if isinstance(trained, NeighborsModel):
+        return (
+            f"== {trained.stem}: neighbours model of {len(trained.x)} chunks (k = "
+            f"{trained.neighbors}; features {', '.join(trained.features)})"
+        )
 
     name = trained.mode.name.lower()
     parts = [
@@ -895,6 +947,38 @@ def format_report(trained: TrainedModel, *, legend: bool = True) -> str:
         parts += ["== legend (output index, category, plugin tuple)"]
         parts += [report.format_legend(trained.meta.categories)]
     return "\n\n".join(parts)
+
+
+def wants_extended(measurements: Sequence[Measurements], config: TrainConfig) -> bool:
+    """Whether :func:`fit_all` trains extended models too (:attr:`TrainConfig.extended`);
+    :class:`InputError` when they are asked for and the measurements lack their features."""
+    has_extended = all(measured_features(m) is not None for m in measurements)
+    if config.extended and not has_extended:
+        raise InputError(_NO_EXTENDED)
+    nchunks = sum(m.nchunks for m in measurements)
+    enough = config.extended_kind == "neighbors" or nchunks >= EXT_MIN_CHUNKS
+    return has_extended and (bool(config.extended) or (config.extended is None and enough))
+
+
+def fit_all(
+    measurements: Sequence[Measurements],
+    modes: Sequence[PerfMode],
+    config: TrainConfig,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainedModel | NeighborsModel]:
+    """Every model a models directory gets from ``measurements``: the plugin-format model of
+    each mode, then the extended ones where :func:`wants_extended` (networks, or neighbours
+    models: :attr:`TrainConfig.extended_kind`)."""
+    from .neighbors import fit_neighbors
+
+    trained: list = [fit(measurements, m, config, progress=progress) for m in modes]
+    if not wants_extended(measurements, config):
+        return trained
+    if config.extended_kind == "network":
+        return trained + [fit(measurements, m, config, progress=progress, extended=True)
+                          for m in modes]  # fmt: skip
+    return trained + [fit_neighbors(measurements, m, config.features) for m in modes]
 
 
 def train_and_export(
@@ -940,18 +1024,10 @@ def train_and_export(
         raise ConfigError(invalid("config", config, "a TrainConfig"))
     loaded = load_many(list(meas_dirs))
     split_chunks(sum(m.nchunks for m in loaded), config)
-    has_extended = all(measured_features(m) is not None for m in loaded)
-    if config.extended and not has_extended:
-        raise InputError(_NO_EXTENDED)
-    nchunks = sum(m.nchunks for m in loaded)
-    extended = has_extended and (
-        config.extended or (config.extended is None and nchunks >= EXT_MIN_CHUNKS)
-    )
+    extended = wants_extended(loaded, config)
     check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
     check_models_output(output, modes, **check, extended=extended)
-    trained = [fit(loaded, m, config, progress=progress) for m in modes]
-    if extended:
-        trained += [fit(loaded, m, config, progress=progress, extended=True) for m in modes]
+    trained = fit_all(loaded, modes, config, progress=progress)
     out = Path(output)
     check_models_output(out, modes, **check, extended=extended)
     if out.exists():

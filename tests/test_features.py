@@ -53,7 +53,7 @@ def trained(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from btune_wrap import train
 
     out = tmp_path_factory.mktemp("models") / "models"
-    config = train.TrainConfig(**QUICK, extended=True)
+    config = train.TrainConfig(**QUICK, extended=True, extended_kind="network")
     models = train.train_and_export([gathered], out, "both", config)
     return {"dir": out, "models": models}
 
@@ -122,12 +122,13 @@ def test_old_measurements_without_the_columns_load_and_train_plugin_models_only(
         train.train_and_export([old], tmp_path / "m2", "c", train.TrainConfig(extended=True))
 
 
-def test_few_chunks_train_no_extended_model_unless_asked(gathered: Path, tmp_path: Path) -> None:
+def test_few_chunks_train_no_extended_network_unless_asked(gathered: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from btune_wrap import train
 
     assert NCHUNKS < train.EXT_MIN_CHUNKS
-    models = train.train_and_export([gathered], tmp_path / "m", "c", train.TrainConfig(**QUICK))
+    config = train.TrainConfig(**QUICK, extended_kind="network")
+    models = train.train_and_export([gathered], tmp_path / "m", "c", config)
     assert [m.stem for m in models] == ["model_comp"]
 
 

@@ -1,0 +1,311 @@
+"""The neighbours model: the Python engine's choice from the measured chunks most like this one.
+
+The extended model of a models directory (``model_<mode>.ext.json`` with ``"kind":
+"neighbors"``, and its table ``model_<mode>.ext.npz``) keeps, for every training chunk, its
+extended features (:mod:`btune_wrap.features`) and what each category measured on it: the log
+of its compression ratio and of its seconds per byte in the model's mode (compression time for
+COMP, decompression time for DECOMP). For a new chunk it finds the ``k`` training chunks nearest
+in standardized feature space and picks the category of least mean *gain* over them
+(:func:`btune_wrap.objective.gain`: how much better each neighbour's own best category was),
+at the tradeoff asked for. Training is storing the table: no TensorFlow is needed.
+
+Why not a network: on the real-data corpus (``benchmarks/bench_quality.py``, fast set) the
+extended network overfits the few chunks a user gathers of one dataset (mean gain 525% in COMP
+on odd chunks, trained on the ~14 even ones, against 32% for the single category best on those
+chunks), and it did worse than the plugin's network on data of a kind it never saw. The
+neighbours of the least mean gain measured 24% (COMP) / 18.5% (DECOMP) per dataset, below the
+odd chunks' own hindsight category (26% / 20%), and 75% / 68% leave one dataset out.
+
+The JSON layout (``format`` 2)::
+
+    {"format": 2, "kind": "neighbors", "mode": "comp", "features": [names],
+     "mean": [...], "std": [...], "neighbors": k, "categories": [[codec, filter, clevel, split]]}
+
+and the table (NumPy ``.npz``): ``x`` float32 ``(n, nfeatures)``, the standardized features of
+the ``n`` training chunks; ``log_cratio`` and ``log_seconds`` float16 ``(n, ncategories)``
+(logarithms lose at most 0.8% to float16 rounding, below the timing noise).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .categories import Category
+from .config import PerfMode
+from .errors import ModelError
+from .objective import gain, parse_mode, seconds
+
+if TYPE_CHECKING:
+    from .measurements import Measurements
+
+#: Version of the neighbours model's JSON layout (the network's extended JSON is format 1).
+KNN_FORMAT = 2
+KIND = "neighbors"
+#: Fewest neighbours consulted; more (``sqrt(n)``) when there are many training chunks.
+MIN_NEIGHBORS = 5
+
+
+def default_neighbors(nchunks: int) -> int:
+    """``max(5, round(sqrt(n)))`` of ``n`` training chunks, at most ``n``: 5 for the few dozen
+    chunks of one dataset, ~17 for the 300 of the corpus. Measured on the corpus: fewer (3, 4)
+    let single noisy chunks decide (mean gain 49-72% in COMP per dataset), a fixed 20 was as good
+    on unseen kinds of data and worse on a user's own (34% / 21% per dataset)."""
+    return max(1, min(nchunks, max(MIN_NEIGHBORS, round(math.sqrt(nchunks)))))
+
+
+@dataclass(frozen=True, eq=False)
+class NeighborsModel:
+    """A neighbours model for one performance mode (see the module docstring).
+
+    Parameters
+    ----------
+    perf_mode
+        ``PerfMode.COMP`` (also used by BALANCED and AUTO) or ``PerfMode.DECOMP``.
+    features
+        The input columns (names of :data:`btune_wrap.features.FEATURES`), in order.
+    mean, std
+        Standardization of each column (``std`` > 0).
+    neighbors
+        How many training chunks decide (``k``).
+    categories
+        The candidates, in the table's column order.
+    x
+        Standardized features of the training chunks, float32 ``(n, nfeatures)``.
+    log_cratio, log_seconds
+        Per training chunk and category: log of the ratio and of seconds per byte in the
+        mode, float32 ``(n, ncategories)``.
+    path
+        The JSON file it was loaded from (``None`` in memory).
+    """
+
+    perf_mode: PerfMode
+    features: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    neighbors: int
+    categories: tuple[Category, ...]
+    x: np.ndarray
+    log_cratio: np.ndarray
+    log_seconds: np.ndarray
+    path: Path | None = None
+
+    #: The choice never reads the probe's (timing-based) speed feature.
+    reads_speed = False
+
+    @property
+    def stem(self) -> str:
+        """``model_comp.ext`` or ``model_decomp.ext``: its files' names without suffix."""
+        from .model import EXT_INFIX, model_stem
+
+        return model_stem(self.perf_mode) + EXT_INFIX
+
+    @property
+    def mode(self) -> PerfMode:
+        """The performance mode (as :attr:`btune_wrap.train.TrainedModel.mode`)."""
+        return self.perf_mode
+
+    @property
+    def tflite_path(self) -> Path | None:
+        """The file a models directory holds it in (the JSON; named so for the reports)."""
+        return self.path
+
+    @property
+    def needs_extra(self) -> bool:
+        """Whether the features need the probe's extended pass."""
+        from .features import NEEDS_EXTRA
+
+        return any(f in NEEDS_EXTRA for f in self.features)
+
+    def expected_gain(self, values: np.ndarray, tradeoff: float) -> np.ndarray:
+        """Mean gain of each category over the neighbours of each row of ``values`` (the
+        feature columns :attr:`features`, unstandardized), float64 ``(n, ncategories)``."""
+        z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        x = self.x.astype(np.float64)
+        # |z - x|^2 without the (n, ntrain, nfeatures) difference array
+        d2 = (z * z).sum(axis=1)[:, None] - 2.0 * z @ x.T + (x * x).sum(axis=1)[None, :]
+        k = min(self.neighbors, len(self.x))
+        near = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(self.x) else slice(None)
+        gains = self._gains(float(tradeoff))
+        return (
+            gains[near].mean(axis=1)
+            if k < len(self.x)
+            else np.repeat(gains.mean(axis=0, keepdims=True), len(z), axis=0)
+        )
+
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - a few tradeoffs per frozen model
+    def _gains(self, tradeoff: float) -> np.ndarray:
+        """Each training chunk's gain per category at ``tradeoff``, ``(n, ncategories)``."""
+        j = tradeoff * self.log_cratio - (1.0 - tradeoff) * self.log_seconds
+        return gain(j, j.max(axis=-1, keepdims=True))
+
+    def choose_many(
+        self,
+        cratios: np.ndarray,
+        extra: np.ndarray,
+        dtype: str | np.dtype,
+        tradeoff: float,
+        top: int = 1,
+    ) -> np.ndarray:
+        """The category index per chunk (int64) from the probe's ``cratio`` feature and its
+        ``extra`` rows of an array of ``dtype`` at ``tradeoff``; with ``top`` > 1, the ``top``
+        of least expected gain per chunk (``(n, top)``, best first)."""
+        from .features import FEATURES, feature_array
+
+        cratios = np.asarray(cratios, dtype=np.float64)
+        extra = np.asarray(extra, dtype=np.float64)
+        if extra.shape[-1] == 0:
+            extra = np.full((cratios.size, 6), np.nan)
+        values = feature_array(cratios, extra, dtype)[:, [FEATURES.index(f) for f in self.features]]
+        g = self.expected_gain(values, tradeoff)
+        if top > 1:
+            return np.argsort(g, axis=1, kind="stable")[:, :top].astype(np.int64)
+        return g.argmin(axis=1).astype(np.int64)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON document (see the module docstring)."""
+        return {
+            "format": KNN_FORMAT,
+            "kind": KIND,
+            "mode": self.perf_mode.name.lower(),
+            "features": list(self.features),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "neighbors": self.neighbors,
+            "categories": [list(c.to_plugin()) for c in self.categories],
+        }
+
+    def table_bytes(self) -> bytes:
+        """The ``.npz`` table."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            x=self.x.astype(np.float32),
+            log_cratio=self.log_cratio.astype(np.float16),
+            log_seconds=self.log_seconds.astype(np.float16),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, json_path: str | os.PathLike[str], doc: dict) -> NeighborsModel:
+        """The model of a parsed JSON ``doc`` (read from ``json_path``) and its ``.npz`` table
+        beside it; :class:`ModelError` naming what is wrong."""
+        from .model import ExtendedMeta
+
+        json_path = Path(json_path)
+        source = f"model metadata {str(json_path)!r}"
+        k = doc.get("neighbors")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ModelError(f"{source}: 'neighbors'={k!r} is invalid: expected an integer >= 1")
+        mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
+        meta = ExtendedMeta.from_dict({**doc, "format": 1}, source)
+        table = json_path.with_suffix(".npz")
+        try:
+            with np.load(table, allow_pickle=False) as npz:
+                x, lr, ls = (np.asarray(npz[n], np.float32) for n in _TABLE)
+        except FileNotFoundError:
+            raise ModelError(f"{source}: its table {str(table)!r} does not exist") from None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ModelError(f"{source}: its table {str(table)!r} cannot be read: {exc}") from None
+        n, ncat, nfeat = len(x), len(meta.categories), len(meta.features)
+        shapes_ok = x.shape == (n, nfeat) and lr.shape == ls.shape == (n, ncat) and n >= 1
+        if not shapes_ok or not all(np.isfinite(a).all() for a in (x, lr, ls)):
+            raise ModelError(
+                f"{source}: table {str(table)!r} is invalid: expected finite arrays x "
+                f"(n, {nfeat}), log_cratio and log_seconds (n, {ncat}); got "
+                f"{x.shape}, {lr.shape}, {ls.shape}"
+            )
+        return cls(
+            mode, meta.features, np.asarray(meta.mean, np.float32),
+            np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path,
+        )  # fmt: skip
+
+
+_TABLE = ("x", "log_cratio", "log_seconds")
+
+
+def is_neighbors_doc(doc: object) -> bool:
+    """Whether a parsed extended-model JSON is a neighbours model's."""
+    return isinstance(doc, dict) and doc.get("kind") == KIND
+
+
+def fit_neighbors(
+    measurements: Measurements | Sequence[Measurements],
+    mode: str | PerfMode,
+    features: Sequence[str] | None = None,
+    neighbors: int | None = None,
+) -> NeighborsModel:
+    """The neighbours model of ``mode`` from measurements with the extended features.
+
+    Parameters
+    ----------
+    measurements
+        One or several :class:`Measurements` of one category set, gathered with the extended
+        features (:func:`btune_wrap.features.measured_features`).
+    mode
+        ``"comp"`` or ``"decomp"``.
+    features
+        Input columns; default :data:`btune_wrap.features.DEFAULT_FEATURES`.
+    neighbors
+        ``k``; default :func:`default_neighbors` of the number of chunks.
+    """
+    from .errors import InputError, invalid
+    from .features import DEFAULT_FEATURES, FEATURES, measured_features
+    from .measurements import Measurements, check_same_categories
+    from .parse import parse_int
+
+    sets = [measurements] if isinstance(measurements, Measurements) else list(measurements)
+    if not sets:
+        raise InputError(invalid("measurements", [], "at least one Measurements"))
+    check_same_categories(sets)
+    perf = parse_mode(mode)
+    names = tuple(features or DEFAULT_FEATURES)
+    if not names or any(f not in FEATURES for f in names):
+        raise InputError(invalid("features", names, f"names among {list(FEATURES)}"))
+    values, ratios, secs = [], [], []
+    for meas in sets:
+        feats = measured_features(meas)
+        if feats is None:
+            raise InputError(
+                f"measurements {meas.name!r} lack the probe's extended features (gathered "
+                "before they were recorded): gather again to train a neighbours model"
+            )
+        nbytes, cbytes, ctime, dtime = meas.matrices()
+        values.append(feats[:, [FEATURES.index(f) for f in names]])
+        ratios.append(np.log(nbytes[:, None] / cbytes))
+        secs.append(np.log(seconds(ctime, dtime, perf) / nbytes[:, None]))
+    x = np.concatenate(values)
+    k = default_neighbors(len(x)) if neighbors is None else parse_int("neighbors", neighbors, 1)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = np.where(np.isfinite(std) & (std.astype(np.float32) > 0), std, 1.0)
+    z = ((x - mean) / std).astype(np.float32)
+    # Rounded as the table stores them, so a model chooses the same in memory and from files.
+    ratio, secs = (np.concatenate(a).astype(np.float16).astype(np.float32) for a in (ratios, secs))
+    return NeighborsModel(
+        perf, names, mean.astype(np.float32), std.astype(np.float32), k, sets[0].categories, z,
+        ratio, secs,
+    )  # fmt: skip
+
+
+def write_neighbors(model: NeighborsModel, json_path: str | os.PathLike[str]) -> list[Path]:
+    """Write the model's JSON at ``json_path`` and its table beside it (each atomically)."""
+    from .atomic import write_bytes, write_text
+
+    json_path = Path(json_path)
+    table = json_path.with_suffix(".npz")
+    write_bytes(table, model.table_bytes())
+    write_text(json_path, json.dumps(model.to_dict(), indent=1) + "\n")
+    return [json_path, table]

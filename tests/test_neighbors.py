@@ -1,0 +1,177 @@
+"""The neighbours model: the Python engine's default extended model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from btune_wrap import BtuneConfig
+from btune_wrap.categories import parse_categories
+from btune_wrap.errors import InputError, ModelError
+from btune_wrap.features import DEFAULT_FEATURES, FEATURES, measured_features
+from btune_wrap.measurements import Measurements, extra_chunk_columns
+from btune_wrap.model import ext_model_paths, has_extended_model, load_engine_model
+from btune_wrap.neighbors import NeighborsModel, default_neighbors, fit_neighbors
+
+from .conftest import build_training_meas, training_data
+
+NCHUNKS = 30
+CATEGORIES = (
+    "blosclz-nofilter-nosplit-1",
+    "lz4-shuffle-nosplit-5",
+    "zstd-bitshuffle-nosplit-3",
+    "zstd-shuffle-bytedelta-nosplit-6",
+)
+QUICK = {"epochs": 4, "hidden": (8,), "patience": 2, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real gather (4 categories) of 30 chunks of mixed int64 data."""
+    return build_training_meas(
+        tmp_path_factory.mktemp("neighbors"), nchunks=NCHUNKS,
+        categories=parse_categories(CATEGORIES),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``btune train``'s default output for 30 chunks: the plugin's networks and the
+    neighbours models."""
+    pytest.importorskip("tensorflow")
+    from btune_wrap import train
+
+    out = tmp_path_factory.mktemp("nmodels") / "models"
+    trained = train.train_and_export([gathered], out, "both", train.TrainConfig(**QUICK))
+    stems = [t.stem for t in trained]
+    assert stems == ["model_comp", "model_decomp", "model_comp.ext", "model_decomp.ext"]
+    assert isinstance(trained[2], NeighborsModel)
+    return out
+
+
+def _by_hand(meas: Measurements, mode: str, rows: np.ndarray, t: float, k: int) -> np.ndarray:
+    """The category of least mean gain over the k nearest measured chunks, written out."""
+    x = measured_features(meas)[:, [FEATURES.index(f) for f in DEFAULT_FEATURES]]
+    std = x.std(axis=0)
+    z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1)
+    nbytes, cbytes, ctime, dtime = meas.matrices()
+    secs = ctime if mode == "comp" else dtime
+    # as the table stores them: float16 logarithms
+    lr = np.log(nbytes[:, None] / cbytes).astype(np.float16).astype(np.float64)
+    ls = np.log(secs / nbytes[:, None]).astype(np.float16).astype(np.float64)
+    out = []
+    for r in rows:
+        dist = np.sqrt(((z - z[r]) ** 2).sum(axis=1))
+        near = np.argsort(dist, kind="stable")[:k]
+        gains = []
+        for c in range(cbytes.shape[1]):
+            g = 0.0
+            for i in near:
+                j = t * lr[i] - (1 - t) * ls[i]
+                g += np.exp(j.max() - j[c]) - 1
+            gains.append(g / k)
+        out.append(int(np.argmin(gains)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("mode", ["comp", "decomp"])
+def test_the_choice_is_the_least_mean_gain_over_the_nearest_chunks(gathered: Path, mode) -> None:
+    meas = Measurements.load(gathered)
+    model = fit_neighbors(meas, mode)
+    assert model.neighbors == default_neighbors(NCHUNKS) == 5
+    rows = np.arange(0, NCHUNKS, 3)
+    feats, extra = meas.features(), meas.extra_features()
+    for t in (0.0, 0.4, 1.0):
+        chosen = model.choose_many(feats[rows, 0], extra[rows], "int64", t)
+        np.testing.assert_array_equal(chosen, _by_hand(meas, mode, rows, t, 5))
+    top = model.choose_many(feats[rows, 0], extra[rows], "int64", 0.4, top=3)
+    assert top.shape == (len(rows), 3)
+    np.testing.assert_array_equal(top[:, 0], model.choose_many(feats[rows, 0], extra[rows],
+                                                                "int64", 0.4))  # fmt: skip
+
+
+def test_with_every_chunk_as_neighbour_it_is_the_category_of_least_mean_gain(
+    gathered: Path,
+) -> None:
+    from btune_wrap.objective import TRADEOFFS, gain, objective_matrix
+
+    meas = Measurements.load(gathered)
+    model = fit_neighbors(meas, "comp", neighbors=NCHUNKS)
+    feats, extra = meas.features(), meas.extra_features()
+    j = objective_matrix(*meas.matrices(), "comp", TRADEOFFS)
+    least = gain(j, j.max(axis=-1, keepdims=True)).mean(axis=1).argmin(axis=-1)
+    for ti, t in enumerate(TRADEOFFS):
+        chosen = model.choose_many(feats[:, 0], extra, "int64", t)
+        assert (chosen == least[ti]).all()
+
+
+def test_files_round_trip_and_the_engine_uses_them(models: Path, gathered: Path) -> None:
+    from btune_wrap.infer import compress
+
+    meas = Measurements.load(gathered)
+    loaded = load_engine_model(models, "comp")
+    assert isinstance(loaded, NeighborsModel)
+    in_memory = fit_neighbors(meas, "comp")
+    feats, extra = meas.features(), meas.extra_features()
+    for t in (0.0, 0.5, 1.0):
+        np.testing.assert_array_equal(
+            loaded.choose_many(feats[:, 0], extra, "int64", t),
+            in_memory.choose_many(feats[:, 0], extra, "int64", t),
+        )
+    assert (models / "model_comp.ext.npz").stat().st_size < 20_000
+    data = training_data(10, seed=7)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="DECOMP", models_dir=models, use_inference=-1)
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert any(m.endswith("model_decomp.ext.json") for m in trace.messages)
+    assert len(trace.inferences) == 10
+
+
+def test_a_damaged_table_is_refused_and_a_missing_one_falls_back_to_the_network(
+    models: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    table = copy / "model_comp.ext.npz"
+    table.write_bytes(table.read_bytes()[:100])
+    with pytest.raises(ModelError, match="model_comp.ext.npz.*cannot be read"):
+        load_engine_model(copy, "comp")
+    _, js = ext_model_paths(copy, "decomp")
+    doc = json.loads(js.read_text())
+    doc["neighbors"] = 0
+    js.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="'neighbors'=0 is invalid"):
+        load_engine_model(copy, "decomp")
+    doc["neighbors"], doc["mode"] = 5, "comp"
+    js.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="'mode'='comp' is invalid: expected 'decomp'"):
+        load_engine_model(copy, "decomp")
+    table.unlink()
+    assert not has_extended_model(copy, "comp")
+    assert type(load_engine_model(copy, "comp")).__name__ == "BtuneModel"
+
+
+def test_fitting_needs_the_extended_features(gathered: Path, tmp_path: Path) -> None:
+    meas = Measurements.load(gathered)
+    meas.chunks = meas.chunks.drop(columns=list(extra_chunk_columns()))
+    with pytest.raises(InputError, match="lack the probe's extended features"):
+        fit_neighbors(meas, "comp")
+    with pytest.raises(InputError, match="features"):
+        fit_neighbors(Measurements.load(gathered), "comp", features=["colour"])
+
+
+def test_evaluate_judges_the_neighbours_model_with_verification(
+    models: Path, gathered: Path
+) -> None:
+    from btune_wrap.evaluate import evaluate
+
+    one = evaluate(models, gathered, "decomp", methods=["model"], progress=False)
+    three = evaluate(models, gathered, "decomp", methods=["model"], verify=3, progress=False)
+    assert one.meta["model_file"] == "model_decomp.ext.json"
+    g1 = one.choices.query("method == 'model'")["gain_measured"].to_numpy()
+    g3 = three.choices.query("method == 'model'")["gain_measured"].to_numpy()
+    assert (g3 <= g1 + 1e-12).all()
