@@ -529,10 +529,14 @@ def _run_train(args: argparse.Namespace, meas_dirs: Sequence[str], *, existing_d
         existing_dir=existing_dir,
         progress=progress,
     )
-    for i, t in enumerate(trained):
+    from .neighbors import NeighborsModel
+
+    networks = [t for t in trained if not isinstance(t, NeighborsModel)]
+    for t in trained:
         print()
-        print(format_report(t, legend=i == len(trained) - 1))
-    written = ", ".join(f"{t.stem}.tflite + .json" for t in trained)
+        print(format_report(t, legend=t is networks[-1]))
+    files = {True: ".json + .npz", False: ".tflite + .json"}
+    written = ", ".join(f"{t.stem}{files[isinstance(t, NeighborsModel)]}" for t in trained)
     print(f"\nWrote {written} (and their reports) to {args.output}")
     return 0
 
@@ -575,9 +579,9 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="train_general.py",
         description="Train the comp and decomp models on every chunk of the given measurement "
-        "directories (default: the corpus gathers build/corpus-meas-40/*.meas made by "
-        "benchmarks/bench_quality.py) and write them, with provenance.json, into the package "
-        "(btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR).",
+        "directories (default: the corpus gathers build/corpus-meas-full/*.meas made by "
+        "benchmarks/bench_quality.py --full) and write them, with provenance.json, into the "
+        "package (btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR).",
     )
     p.add_argument("meas_dirs", nargs="*", metavar="MEAS_DIR", help="measurement directories")
     p.add_argument("--output", default=str(GENERAL_MODEL_DIR), help="models directory")
@@ -586,7 +590,7 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
     _add_verbose(p)
     args = p.parse_args(argv)
     _set_verbose(args)
-    dirs = args.meas_dirs or sorted(str(d) for d in root.glob("build/corpus-meas-40/*.meas"))
+    dirs = args.meas_dirs or sorted(str(d) for d in root.glob("build/corpus-meas-full/*.meas"))
 
     def run() -> int:
         from .general import train_general

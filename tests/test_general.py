@@ -11,12 +11,13 @@ import pytest
 
 import btune_wrap
 from btune_wrap import GENERAL_MODEL_DIR, BtuneConfig, plugin_support
-from btune_wrap.categories import TUTORIAL_CATEGORIES
+from btune_wrap.categories import DEFAULT_CATEGORIES
 from btune_wrap.cli import main as cli_main
 from btune_wrap.data import mixed_int
 from btune_wrap.general import PROVENANCE_FILE, is_general_dir
 from btune_wrap.infer import compress
-from btune_wrap.model import load_model
+from btune_wrap.model import load_engine_model, load_model
+from btune_wrap.neighbors import NeighborsModel
 
 
 def test_general_model_dir_is_a_plain_path_inside_the_package():
@@ -28,12 +29,17 @@ def test_general_model_dir_is_a_plain_path_inside_the_package():
 
 
 def test_general_model_loads_for_both_modes():
+    provenance = json.loads((GENERAL_MODEL_DIR / PROVENANCE_FILE).read_text())
     for mode in ("COMP", "DECOMP"):
         model = load_model(GENERAL_MODEL_DIR, mode)
-        # Trained on the corpus gathered with the tutorial's 32 (provenance.json says so).
-        assert model.categories == tuple(TUTORIAL_CATEGORIES)
-        assert model.runner.ncategories == len(TUTORIAL_CATEGORIES)
-    provenance = json.loads((GENERAL_MODEL_DIR / PROVENANCE_FILE).read_text())
+        # Trained on the corpus gathered with the default (fast) set: provenance.json says so.
+        assert model.categories == tuple(DEFAULT_CATEGORIES)
+        assert model.runner.ncategories == len(DEFAULT_CATEGORIES)
+        assert [c.name for c in model.categories] == provenance["categories"]
+        # The Python engine reads the neighbours model of every corpus chunk.
+        engine = load_engine_model(GENERAL_MODEL_DIR, mode)
+        assert isinstance(engine, NeighborsModel)
+        assert engine.categories == model.categories and len(engine.x) == provenance["chunks"]
     assert len(provenance["datasets"]) >= 10
     assert provenance["chunks"] == sum(provenance["datasets"].values())
     assert provenance["config"]["seed"] == 0
@@ -49,6 +55,7 @@ def test_compress_without_models_dir_uses_the_general_model(perf_mode):
         np.testing.assert_array_equal(arr[()], data)
         assert trace.engine == "python" and len(trace.inferences) == 12
         chosen[label] = [(i.codec, i.filter, i.clevel) for i in trace.inferences]
+        assert any("model_" in m and ".ext.json" in m for m in trace.messages)
     assert chosen["default"] == chosen["explicit"]
 
 

@@ -239,6 +239,12 @@ def test_plugin_infers_with_our_models(trained_models, clean_env, perf_mode):
 # -- command line -------------------------------------------------------------------------
 
 
+def _written(directory: Path, stem: str) -> list[str]:
+    """The files training writes for a mode: the network's and the neighbours model's."""
+    files = [p.name for p in tr.output_files(directory, stem)]
+    return sorted([*files, f"{stem}.ext.json", f"{stem}.ext.npz"])
+
+
 def test_btune_train_cli(training_meas, tmp_path, capsys):
     out = tmp_path / "models"
     argv = ["train", "--mode", "comp", str(training_meas), "--output", str(out), "--epochs", "3"]
@@ -249,9 +255,10 @@ def test_btune_train_cli(training_meas, tmp_path, capsys):
     assert "top-1" in printed and "regret" in printed
     assert re.search(r"\n +31  zstd-shuffle-bytedelta-nosplit-9 +\[5, 35, 9, 2\]\n", printed)
     names = sorted(p.name for p in out.iterdir())
-    # the gather recorded the extended features: the extended model is written beside
-    stems = ("model_comp", "model_comp.ext")
-    assert names == sorted(p.name for s in stems for p in tr.output_files(out, s))
+    # the gather recorded the extended features: the neighbours model is written beside
+    assert names == _written(out, "model_comp")
+    assert "model_comp.ext: neighbours model of 240 chunks (k = 15" in printed
+    assert "model_comp.ext.json + .npz" in printed
     load_model(out, "COMP")
     # an existing output is refused without --force, and left as it was
     before = _listing(out)
@@ -278,9 +285,7 @@ def test_training_chunk_script_combines_directories(training_meas, tmp_path):
     run = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "decomp epoch   2/2" in run.stdout and "1st most predicted" in run.stdout
-    assert sorted(p.name for p in work.iterdir()) == sorted(
-        p.name for s in ("model_decomp", "model_decomp.ext") for p in tr.output_files(work, s)
-    )
+    assert sorted(p.name for p in work.iterdir()) == _written(work, "model_decomp")
     report = json.loads((work / "model_decomp.report.json").read_text())
     assert sum(len(v) for v in report["chunks"].values()) == 480  # both directories
     assert {src for side in report["chunks"].values() for src, _ in side} == {"a.meas", "b.meas"}
