@@ -78,6 +78,19 @@ def feature_array(cratio: np.ndarray, extra: np.ndarray, dtype: str | np.dtype) 
     return out
 
 
+def model_inputs(
+    cratio: np.ndarray, extra: np.ndarray, dtype: str | np.dtype, names: tuple[str, ...]
+) -> np.ndarray:
+    """The columns ``names`` of :func:`feature_array` for chunks probed by the engine: the
+    plugin's cratio feature and the probe's extended rows (``(n, 0)`` when the probe did not
+    compute them: NaN then, for models that do not read them), float64 ``(n, len(names))``."""
+    cratio = np.asarray(cratio, dtype=np.float64)
+    extra = np.asarray(extra, dtype=np.float64)
+    if extra.shape[-1] == 0:
+        extra = np.full((cratio.size, len(EXTRA_FEATURES)), np.nan)
+    return feature_array(cratio, extra, dtype)[:, [FEATURES.index(f) for f in names]]
+
+
 def feature_matrix(raw: pd.DataFrame, dtype: str | np.dtype) -> pd.DataFrame:
     """:func:`feature_array` of a table with the columns :data:`RAW_COLUMNS` (one row per
     chunk, e.g. the gather's ``chunks.parquet`` renamed), as a table of :data:`FEATURES`."""

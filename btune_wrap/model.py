@@ -573,16 +573,11 @@ class ExtendedModel:
         ``extra`` rows (:class:`btune_wrap.probe.FeatureArrays`) of an array of ``dtype``, at
         the network's ``tradeoff`` (:func:`plugin_tradeoff`); with ``top`` > 1, the ``top``
         best-scored ones per chunk (``(n, top)``, best first)."""
-        from .features import FEATURES, feature_array
+        from .features import model_inputs
 
-        cratios = np.asarray(cratios, dtype=np.float64)
-        extra = np.asarray(extra, dtype=np.float64)
-        if extra.shape[-1] == 0:
-            extra = np.full((cratios.size, 6), np.nan)
-        values = feature_array(cratios, extra, dtype)
-        cols = [FEATURES.index(f) for f in self.meta.features]
-        rows = np.empty((cratios.size, self.meta.ninputs), dtype=np.float32)
-        rows[:, :-1] = self.meta.normalize(values[:, cols])
+        values = model_inputs(cratios, extra, dtype, self.meta.features)
+        rows = np.empty((len(values), self.meta.ninputs), dtype=np.float32)
+        rows[:, :-1] = self.meta.normalize(values)
         rows[:, -1] = tradeoff
         if top > 1:
             return self.runner.top_many(rows, top)

@@ -45,7 +45,7 @@ import numpy as np
 from .categories import Category
 from .config import PerfMode
 from .errors import ModelError
-from .objective import gain, parse_mode, seconds
+from .objective import gain, objective, parse_mode, seconds
 
 if TYPE_CHECKING:
     from .measurements import Measurements
@@ -146,8 +146,11 @@ class NeighborsModel:
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - a few tradeoffs per frozen model
     def _gains(self, tradeoff: float) -> np.ndarray:
-        """Each training chunk's gain per category at ``tradeoff``, ``(n, ncategories)``."""
-        j = tradeoff * self.log_cratio - (1.0 - tradeoff) * self.log_seconds
+        """Each training chunk's gain per category at ``tradeoff``, ``(n, ncategories)``: the
+        objective of :mod:`btune_wrap.objective` (speed in bytes per second)."""
+        cratio = np.exp(self.log_cratio.astype(np.float64))
+        speed = np.exp(-self.log_seconds.astype(np.float64))
+        j = objective(cratio, speed, tradeoff)
         return gain(j, j.max(axis=-1, keepdims=True))
 
     def choose_many(
@@ -161,14 +164,9 @@ class NeighborsModel:
         """The category index per chunk (int64) from the probe's ``cratio`` feature and its
         ``extra`` rows of an array of ``dtype`` at ``tradeoff``; with ``top`` > 1, the ``top``
         of least expected gain per chunk (``(n, top)``, best first)."""
-        from .features import FEATURES, feature_array
+        from .features import model_inputs
 
-        cratios = np.asarray(cratios, dtype=np.float64)
-        extra = np.asarray(extra, dtype=np.float64)
-        if extra.shape[-1] == 0:
-            extra = np.full((cratios.size, 6), np.nan)
-        values = feature_array(cratios, extra, dtype)[:, [FEATURES.index(f) for f in self.features]]
-        g = self.expected_gain(values, tradeoff)
+        g = self.expected_gain(model_inputs(cratios, extra, dtype, self.features), tradeoff)
         if top > 1:
             return np.argsort(g, axis=1, kind="stable")[:, :top].astype(np.int64)
         return g.argmin(axis=1).astype(np.int64)
