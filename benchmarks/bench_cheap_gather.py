@@ -55,8 +55,9 @@ def labels(meas: Measurements) -> np.ndarray:
 
 
 def timed_gather(
-    path: Path, out: Path, full: bool, noise: float = 1.5
+    path: Path, out: Path, full: bool, noise: float = 1.5, **source
 ) -> tuple[Measurements, float]:
+    """A gather (``source``: chunks, blocks, sample) and its process CPU seconds per chunk."""
     t0 = time.process_time()
     meas = gather(
         path,
@@ -67,6 +68,8 @@ def timed_gather(
         noise=noise,
         progress=False,
         force=True,
+        seed=0,
+        **source,
     )
     return meas, (time.process_time() - t0) / meas.nchunks
 
@@ -82,14 +85,14 @@ def label_regret(chosen: np.ndarray, judge: Measurements) -> float:
     return float(np.mean(out))
 
 
-def run(name: str, data: np.ndarray, workdir: Path, noises: list[float]) -> None:
-    path = workdir / f"{name}.b2nd"
-    blosc2.asarray(data, chunks=(CHUNK_ITEMS,), urlpath=str(path), mode="w")
+def run(name: str, path: Path, workdir: Path, noises: list[float], **source) -> None:
+    """Full A, the cheaper gathers, full B of one input, and their table rows."""
     warm = {"categories": DEFAULT_CATEGORIES[:2], "max_chunks": 2, "progress": False}
-    gather(path, workdir / "warm.meas", force=True, **warm)
-    full_a, cpu_a = timed_gather(path, workdir / f"{name}.a.meas", True)
-    cheap = [timed_gather(path, workdir / f"{name}.{x}.meas", False, x) for x in noises]
-    full_b, cpu_b = timed_gather(path, workdir / f"{name}.b.meas", True)
+    gather(path, workdir / "warm.meas", force=True, **warm, **source)
+    full_a, cpu_a = timed_gather(path, workdir / f"{name}.a.meas", True, **source)
+    cheap = [timed_gather(path, workdir / f"{name}.{x}.meas", False, x, **source)
+             for x in noises]  # fmt: skip
+    full_b, cpu_b = timed_gather(path, workdir / f"{name}.b.meas", True, **source)
     cpu_full = (cpu_a + cpu_b) / 2
     la = labels(full_a)
     rows = [("full A", full_a, cpu_a), ("full B", full_b, cpu_b)]
@@ -133,6 +136,21 @@ def heldout_gain(workdir: Path, nchunks: int, noise: float) -> None:
             )
 
 
+def corpus_rows(corpus: Path, nchunks: int, workdir: Path, noises: list[float]) -> None:
+    """:func:`run` on ``nchunks`` chunks (drawn with seed 0) of every corpus array, in the
+    256 KB chunks of ``bench_quality.py``."""
+    import json
+
+    from bench_quality import layout
+
+    names = [e["name"] for e in json.loads((corpus / "manifest.json").read_text())["arrays"]]
+    for name in names:
+        npy = corpus / f"{name}.npy"
+        arr = np.load(npy, mmap_mode="r")
+        chunks, blocks = layout(arr.shape, arr.dtype)
+        run(name, npy, workdir, noises, chunks=chunks, blocks=blocks, sample=nchunks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=200, help="chunks per dataset")
@@ -142,6 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gain", type=int, metavar="N", help="also train on N chunks of each and compare"
     )
+    parser.add_argument(
+        "--corpus", type=Path, metavar="DIR",
+        help="also the real-data corpus (benchmarks/corpus.py's build/corpus), 256 KB chunks",
+    )  # fmt: skip
+    parser.add_argument(
+        "--corpus-chunks", type=int, default=8, help="chunks drawn per corpus array (default 8)"
+    )
     args = parser.parse_args(argv)
     n = args.chunks
     noises = [float(x) for x in args.noise.split(",")]
@@ -149,14 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         "mixed_int": mixed_int(n, seed=1),
         "rand_int": rand_int(n * CHUNK_ITEMS, seed=1),
     }
-    print(f"{n} chunks of 40 KB per dataset, 32 categories, 3 repeats")
+    ncat = len(DEFAULT_CATEGORIES)
+    print(f"{n} chunks of 40 KB per built-in dataset, {ncat} categories, 3 repeats")
     print(
         f"{'data':<10} {'gather':<18} {'CPU ms':>8} {'ratio':>6} {'= full A':>8} "
         f"{'regret@B':>10} {'c/row':>6} {'d/row':>6}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in datasets.items():
-            run(name, data, Path(tmp), noises)
+            path = Path(tmp) / f"{name}.b2nd"
+            blosc2.asarray(data, chunks=(CHUNK_ITEMS,), urlpath=str(path), mode="w")
+            run(name, path, Path(tmp), noises)
+        if args.corpus is not None:
+            corpus_rows(args.corpus, args.corpus_chunks, Path(tmp), noises)
         if args.gain:
             heldout_gain(Path(tmp), args.gain, noises[0])
     return 0
