@@ -136,6 +136,14 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=_shape, help="block shape (default: blosc2's)")
     p.add_argument("--nthreads", type=int, help="compression threads (default: blosc2's)")
     p.add_argument(
+        "--verify",
+        type=int,
+        default=1,
+        metavar="K",
+        help="python engine: try the model's K best categories on each chunk and keep the best "
+        "(each trial is a compression; worth it in decomp mode). Default 1: off",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="replace an existing OUTPUT file (the dataset only, in an HDF5 OUTPUT)",
@@ -165,6 +173,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         nthreads=args.nthreads,
         echo=not args.quiet,
         force=args.force,
+        verify=args.verify,
     )
     # The plugin's trace (and so its inference count) exists only when it was asked for.
     known = trace.engine == "python" or not args.quiet

@@ -78,3 +78,19 @@ def test_plugin_infers_with_the_general_model():
     config = BtuneConfig(tradeoff=0.5, models_dir=GENERAL_MODEL_DIR, trace=True)
     arr, trace = compress(mixed_int(8, seed=5), config, "native", chunks=(5000,))
     assert len(trace.inferences) == 8
+
+
+def test_compress_command_verifies_with_the_general_model(tmp_path, capsys):
+    source = tmp_path / "in.npy"
+    data = mixed_int(6, seed=6)
+    np.save(source, data)
+    out = tmp_path / "out.b2nd"
+    argv = ["compress", str(source), str(out), "--engine", "python", "--chunks", "5000",
+            "--perf-mode", "decomp", "--quiet"]  # fmt: skip
+    assert cli_main([*argv, "--verify", "3"]) == 0
+    assert "6 inferences" in capsys.readouterr().out
+    import blosc2
+
+    np.testing.assert_array_equal(blosc2.open(str(out))[:], data)
+    assert cli_main([*argv, "--verify", "0", "--force"]) == 2
+    assert "--verify: verify=0 is invalid" in capsys.readouterr().err
