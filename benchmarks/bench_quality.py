@@ -3,12 +3,15 @@
 For each array of the corpus (``benchmarks/corpus.py``, cached in ``build/corpus``):
 
 1. gather it (:func:`btune_wrap.measure.gather`) in chunks of about 256 KB (whole rows of the
-   trailing dimensions, as many leading rows as fit), with the default 32 categories, 3 repeats,
-   1 thread; the measurements are cached in ``build/corpus-meas-40/<name>.meas`` and reused;
-2. ``model``: per dataset, models trained on its EVEN chunks (by index in the array), evaluated
-   on its ODD chunks with genetic Btune, blosc2's defaults and the dataset's own hindsight
-   category (``fixed_best``: at each tradeoff the category of best mean objective over the
-   odd chunks) (:func:`btune_wrap.crossval.crossval`, protocol ``even-odd``; no model where
+   trailing dimensions, as many leading rows as fit), with the default categories (the fast
+   set), 3 repeats, 1 thread; the measurements are cached in ``build/corpus-meas-40/`` (or
+   ``build/corpus-meas-full/`` with ``--full``) and reused;
+2. ``model``: per dataset, models trained on its EVEN chunks (by index in the array), judged
+   as the Python engine uses them (``model_plugin``: the plugin's network; ``model_verify3``:
+   verification of 3, every trial's time counted in comp), evaluated on its ODD chunks with
+   genetic Btune, blosc2's defaults and the dataset's own hindsight category (``fixed_best``:
+   at each tradeoff the category of best mean objective over the odd chunks)
+   (:func:`btune_wrap.crossval.crossval`, protocol ``even-odd``; no model where
    the even half has fewer than :data:`btune_wrap.train.MIN_CHUNKS` chunks);
 3. ``general``: leave one dataset out: models trained on every chunk of all the OTHER datasets
    (the general model's recipe, :func:`btune_wrap.general.train_general`, minus that dataset),
@@ -17,10 +20,11 @@ For each array of the corpus (``benchmarks/corpus.py``, cached in ``build/corpus
    (:func:`corpus_best`: the constant a general model has to beat);
 4. score every method by its mean *gain* ``exp(J_oracle - J_choice) - 1`` over the odd chunks
    and the tradeoffs 0, 0.1, ..., 1 (:func:`btune_wrap.evaluate.gain_table`), against two
-   oracles: ``known``, the best category known for the chunk (the 32 measured, plus every
+   oracles: ``known``, the best category known for the chunk (the measured ones, plus every
    method's choice measured afresh by the evaluation: it moves with genetic Btune's
-   timing-dependent choices, e.g. split variants the 32 lack, so it is what a method could
-   have had), and ``measured``, the best of the 32 only (the same whichever methods ran);
+   timing-dependent choices, e.g. categories outside the set, so it is what a method could
+   have had), and ``measured``, the best of the measured ones only (the same whichever
+   methods ran);
 5. how many chunks are enough: models trained on 25, 50, 100, ... chunks drawn at random (seed
    0) from the even chunks of all the datasets pooled, evaluated on every dataset's odd chunks
    (mean gain over the datasets, ``measured`` oracle), beside the general model and the
@@ -66,7 +70,7 @@ CHUNK_BYTES = 256 * 1024
 MODES = ("comp", "decomp")
 #: Table columns, in order: the per-dataset model, the general model (leave-one-dataset-out)
 #: and its constant rival (:func:`corpus_best`), the alternatives, the oracle (below 0 against
-#: ``measured`` when a method's choice beat the 32).
+#: ``measured`` when a method's choice beat the measured ones).
 METHODS = (
     "model", "model_plugin", "model_verify3", "general", "general_plugin", "general_verify3",
     "corpus_best", "genetic", "defaults", "fixed_best", "oracle",
