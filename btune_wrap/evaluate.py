@@ -368,12 +368,12 @@ def evaluate(
         oracle = best_index(known)
         best = np.take_along_axis(known, oracle[..., None], axis=-1)[..., 0]
         best = (best, j[..., : catalog.nmeasured].max(axis=-1))
-        frames.append(ds.frame(Method.ORACLE, oracle, j, best, tradeoffs, catalog))
+        frames.append(_frame(ds, Method.ORACLE, oracle, j, best, tradeoffs, catalog))
         for method in ALL_METHODS:
             if method in picks:
                 extra = trials[i] if method is Method.MODEL and trials is not None else None
-                frame = ds.frame(method, picks[method][i], j, best, tradeoffs, catalog, extra, perf)
-                frames.append(frame)
+                ids = picks[method][i]
+                frames.append(_frame(ds, method, ids, j, best, tradeoffs, catalog, extra, perf))
     choices = pd.concat(frames, ignore_index=True)
     summary = summary_table(choices, perf)
     frontier = frontier_table(datasets_matrices(datasets), measured, perf)
@@ -865,56 +865,58 @@ class _Dataset:
                 m.dtime,
             )
 
-    def frame(
-        self,
-        method: Method,
-        ids: np.ndarray,
-        j: np.ndarray,
-        best: tuple[np.ndarray, np.ndarray],
-        tradeoffs: Sequence[float],
-        catalog: _Catalog,
-        trials: np.ndarray | None = None,
-        mode: PerfMode = PerfMode.COMP,
-    ) -> pd.DataFrame:
-        """Long rows (tradeoff-major) for one method's choices ``ids`` (ntradeoffs, nchunks);
-        ``best`` is the known and the measured oracle's ``J`` (ntradeoffs, nchunks);
-        ``trials``, seconds of compression spent on other categories (verification), added
-        to each chunk's ``ctime`` in ``mode``'s objective."""
-        import pandas as pd
 
-        j_oracle, j_measured = best
-        ntrade, n = ids.shape
-        rows = np.tile(np.arange(n), ntrade)
-        cols = ids.ravel()
-        names = np.array([c.name for c in catalog.categories], dtype=object)
-        ctime = self.ctime[rows, cols]
-        j_chosen = np.take_along_axis(j, ids[..., None], axis=-1)[..., 0]
-        if trials is not None:
-            ctime = ctime + trials.ravel()
-            t = np.repeat(np.asarray(tradeoffs, dtype=np.float64), n)
-            cbytes, dtime = self.cbytes[rows, cols], self.dtime[rows, cols]
-            j_chosen = chunk_objective(self.nbytes[rows], cbytes, ctime, dtime, mode, t)
-            j_chosen = j_chosen.reshape(ntrade, n)
-        return pd.DataFrame(
-            {
-                "dataset": self.name,
-                "chunk": np.tile(self.meas.chunks["chunk"].to_numpy(np.int64), ntrade),
-                "tradeoff": np.repeat(np.asarray(tradeoffs, dtype=np.float64), n),
-                "method": method.value,
-                "category": names[cols],
-                "nbytes": self.nbytes[rows].astype(np.int64),
-                "cbytes": self.cbytes[rows, cols].astype(np.int64),
-                "ctime": ctime,
-                "dtime": self.dtime[rows, cols],
-                "j": j_chosen.ravel(),
-                "j_oracle": j_oracle.ravel(),
-                "regret": regret(j_chosen, j_oracle).ravel(),
-                "gain": gain(j_chosen, j_oracle).ravel(),
-                "j_measured": j_measured.ravel(),
-                "gain_measured": gain(j_chosen, j_measured).ravel(),
-                "cost_from": np.where(self.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
-            }
-        )
+def _frame(
+    ds: _Dataset,
+    method: Method,
+    ids: np.ndarray,
+    j: np.ndarray,
+    best: tuple[np.ndarray, np.ndarray],
+    tradeoffs: Sequence[float],
+    catalog: _Catalog,
+    trials: np.ndarray | None = None,
+    mode: PerfMode = PerfMode.COMP,
+) -> pd.DataFrame:
+    """Long rows (tradeoff-major) of dataset ``ds`` for one method's choices ``ids``
+    (ntradeoffs, nchunks); ``best`` is the known and the measured oracle's ``J`` (ntradeoffs,
+    nchunks);
+    ``trials``, seconds of compression spent on other categories (verification), added
+    to each chunk's ``ctime`` in ``mode``'s objective."""
+    import pandas as pd
+
+    j_oracle, j_measured = best
+    ntrade, n = ids.shape
+    rows = np.tile(np.arange(n), ntrade)
+    cols = ids.ravel()
+    names = np.array([c.name for c in catalog.categories], dtype=object)
+    ctime = ds.ctime[rows, cols]
+    j_chosen = np.take_along_axis(j, ids[..., None], axis=-1)[..., 0]
+    if trials is not None:
+        ctime = ctime + trials.ravel()
+        t = np.repeat(np.asarray(tradeoffs, dtype=np.float64), n)
+        cbytes, dtime = ds.cbytes[rows, cols], ds.dtime[rows, cols]
+        j_chosen = chunk_objective(ds.nbytes[rows], cbytes, ctime, dtime, mode, t)
+        j_chosen = j_chosen.reshape(ntrade, n)
+    return pd.DataFrame(
+        {
+            "dataset": ds.name,
+            "chunk": np.tile(ds.meas.chunks["chunk"].to_numpy(np.int64), ntrade),
+            "tradeoff": np.repeat(np.asarray(tradeoffs, dtype=np.float64), n),
+            "method": method.value,
+            "category": names[cols],
+            "nbytes": ds.nbytes[rows].astype(np.int64),
+            "cbytes": ds.cbytes[rows, cols].astype(np.int64),
+            "ctime": ctime,
+            "dtime": ds.dtime[rows, cols],
+            "j": j_chosen.ravel(),
+            "j_oracle": j_oracle.ravel(),
+            "regret": regret(j_chosen, j_oracle).ravel(),
+            "gain": gain(j_chosen, j_oracle).ravel(),
+            "j_measured": j_measured.ravel(),
+            "gain_measured": gain(j_chosen, j_measured).ravel(),
+            "cost_from": np.where(ds.from_gather[rows, cols], FROM_GATHER, FROM_EVALUATE),
+        }
+    )
 
 
 def _check_complete(meas: Measurements, name: str) -> None:

@@ -673,6 +673,6 @@ def _read_json(path: Path) -> object:
 def _load_neighbors_cached(
     json_file: str, json_stamp: tuple[int, int], table_stamp: tuple[int, int] | None
 ) -> NeighborsModel:
-    from .neighbors import NeighborsModel
+    from .neighbors import read_neighbors
 
-    return NeighborsModel.load(json_file, _read_json(Path(json_file)))
+    return read_neighbors(json_file, _read_json(Path(json_file)))

@@ -44,7 +44,7 @@ import numpy as np
 
 from .categories import Category
 from .config import PerfMode
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .objective import gain, objective, parse_mode, seconds
 
 if TYPE_CHECKING:
@@ -171,66 +171,6 @@ class NeighborsModel:
             return np.argsort(g, axis=1, kind="stable")[:, :top].astype(np.int64)
         return g.argmin(axis=1).astype(np.int64)
 
-    # -- files ------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON document (see the module docstring)."""
-        return {
-            "format": KNN_FORMAT,
-            "kind": KIND,
-            "mode": self.perf_mode.name.lower(),
-            "features": list(self.features),
-            "mean": [float(v) for v in self.mean],
-            "std": [float(v) for v in self.std],
-            "neighbors": self.neighbors,
-            "categories": [list(c.to_plugin()) for c in self.categories],
-        }
-
-    def table_bytes(self) -> bytes:
-        """The ``.npz`` table."""
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            x=self.x.astype(np.float32),
-            log_cratio=self.log_cratio.astype(np.float16),
-            log_seconds=self.log_seconds.astype(np.float16),
-        )
-        return buf.getvalue()
-
-    @classmethod
-    def load(cls, json_path: str | os.PathLike[str], doc: dict) -> NeighborsModel:
-        """The model of a parsed JSON ``doc`` (read from ``json_path``) and its ``.npz`` table
-        beside it; :class:`ModelError` naming what is wrong."""
-        from .model import ExtendedMeta
-
-        json_path = Path(json_path)
-        source = f"model metadata {str(json_path)!r}"
-        k = doc.get("neighbors")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ModelError(f"{source}: 'neighbors'={k!r} is invalid: expected an integer >= 1")
-        mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
-        meta = ExtendedMeta.from_dict({**doc, "format": 1}, source)
-        table = json_path.with_suffix(".npz")
-        try:
-            with np.load(table, allow_pickle=False) as npz:
-                x, lr, ls = (np.asarray(npz[n], np.float32) for n in _TABLE)
-        except FileNotFoundError:
-            raise ModelError(f"{source}: its table {str(table)!r} does not exist") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise ModelError(f"{source}: its table {str(table)!r} cannot be read: {exc}") from None
-        n, ncat, nfeat = len(x), len(meta.categories), len(meta.features)
-        shapes_ok = x.shape == (n, nfeat) and lr.shape == ls.shape == (n, ncat) and n >= 1
-        if not shapes_ok or not all(np.isfinite(a).all() for a in (x, lr, ls)):
-            raise ModelError(
-                f"{source}: table {str(table)!r} is invalid: expected finite arrays x "
-                f"(n, {nfeat}), log_cratio and log_seconds (n, {ncat}); got "
-                f"{x.shape}, {lr.shape}, {ls.shape}"
-            )
-        return cls(
-            mode, meta.features, np.asarray(meta.mean, np.float32),
-            np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path,
-        )  # fmt: skip
-
 
 _TABLE = ("x", "log_cratio", "log_seconds")
 
@@ -298,12 +238,76 @@ def fit_neighbors(
     )  # fmt: skip
 
 
+def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
+    """The JSON document of ``model`` (see the module docstring)."""
+    return {
+        "format": KNN_FORMAT,
+        "kind": KIND,
+        "mode": model.perf_mode.name.lower(),
+        "features": list(model.features),
+        "mean": [float(v) for v in model.mean],
+        "std": [float(v) for v in model.std],
+        "neighbors": model.neighbors,
+        "categories": [list(c.to_plugin()) for c in model.categories],
+    }
+
+
+def table_bytes(model: NeighborsModel) -> bytes:
+    """The ``.npz`` table of ``model``."""
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        x=model.x.astype(np.float32),
+        log_cratio=model.log_cratio.astype(np.float16),
+        log_seconds=model.log_seconds.astype(np.float16),
+    )
+    return buf.getvalue()
+
+
+def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsModel:
+    """The model of a parsed JSON ``doc`` (read from ``json_path``) and its ``.npz`` table
+    beside it; :class:`ModelError` naming what is wrong."""
+    from .model import ExtendedMeta
+
+    json_path = Path(json_path)
+    source = f"model metadata {str(json_path)!r}"
+    k = doc.get("neighbors")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ModelError(f"{source}: 'neighbors'={k!r} is invalid: expected an integer >= 1")
+    try:
+        mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from None
+    meta = ExtendedMeta.from_dict({**doc, "format": 1}, source)
+    table = json_path.with_suffix(".npz")
+    try:
+        with np.load(table, allow_pickle=False) as npz:
+            x, lr, ls = (np.asarray(npz[n], np.float32) for n in _TABLE)
+    except FileNotFoundError:
+        raise ModelError(f"{source}: its table {str(table)!r} does not exist") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ModelError(f"{source}: its table {str(table)!r} cannot be read: {exc}") from None
+    n = x.shape[0] if x.ndim == 2 else -1
+    ncat, nfeat = len(meta.categories), len(meta.features)
+    shapes_ok = x.shape == (n, nfeat) and lr.shape == ls.shape == (n, ncat) and n >= 1
+    if not shapes_ok or not all(np.isfinite(a).all() for a in (x, lr, ls)):
+        raise ModelError(
+            f"{source}: table {str(table)!r} is invalid: expected finite arrays x "
+            f"(n, {nfeat}), log_cratio and log_seconds (n, {ncat}); got "
+            f"{x.shape}, {lr.shape}, {ls.shape}"
+        )
+    return NeighborsModel(
+        mode, meta.features, np.asarray(meta.mean, np.float32),
+        np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path,
+    )  # fmt: skip
+
+
 def write_neighbors(model: NeighborsModel, json_path: str | os.PathLike[str]) -> list[Path]:
     """Write the model's JSON at ``json_path`` and its table beside it (each atomically)."""
     from .atomic import write_bytes, write_text
 
     json_path = Path(json_path)
     table = json_path.with_suffix(".npz")
-    write_bytes(table, model.table_bytes())
-    write_text(json_path, json.dumps(model.to_dict(), indent=1) + "\n")
+    write_bytes(table, table_bytes(model))
+    write_text(json_path, json.dumps(neighbors_doc(model), indent=1) + "\n")
     return [json_path, table]

@@ -150,6 +150,16 @@ def test_a_damaged_table_is_refused_and_a_missing_one_falls_back_to_the_network(
     js.write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="'mode'='comp' is invalid: expected 'decomp'"):
         load_engine_model(copy, "decomp")
+    doc["mode"] = ["decomp"]
+    js.write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="'mode'"):
+        load_engine_model(copy, "decomp")
+    doc["mode"] = "decomp"
+    js.write_text(json.dumps(doc))
+    other = copy / "model_decomp.ext.npz"
+    np.savez(other, x=np.float32(1), log_cratio=np.zeros(3), log_seconds=np.zeros(3))
+    with pytest.raises(ModelError, match="is invalid: expected finite arrays"):
+        load_engine_model(copy, "decomp")
     table.unlink()
     assert not has_extended_model(copy, "comp")
     assert type(load_engine_model(copy, "comp")).__name__ == "BtuneModel"
