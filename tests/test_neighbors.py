@@ -185,3 +185,14 @@ def test_evaluate_judges_the_neighbours_model_with_verification(
     g1 = one.choices.query("method == 'model'")["gain_measured"].to_numpy()
     g3 = three.choices.query("method == 'model'")["gain_measured"].to_numpy()
     assert (g3 <= g1 + 1e-12).all()
+
+
+def test_the_table_keeps_at_most_max_chunks_spread_over_the_data(gathered: Path) -> None:
+    meas = Measurements.load(gathered)
+    full = fit_neighbors(meas, "comp")
+    small = fit_neighbors(meas, "comp", max_chunks=10)
+    assert len(full.x) == NCHUNKS and len(small.x) == 10 and small.neighbors == 5
+    # evenly spread: the first and the last measured chunk are kept
+    np.testing.assert_array_equal(small.log_cratio[[0, -1]], full.log_cratio[[0, -1]])
+    with pytest.raises(InputError, match="max_chunks=0 is invalid"):
+        fit_neighbors(meas, "comp", max_chunks=0)
