@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,12 +32,10 @@ def atomic_path(target: str | os.PathLike[str], *, replace_dir: bool = False) ->
         raise InputError(invalid("output", str(target), "a file path (a directory is there)"))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
+    # Only a name: nothing exists at it before the try below, so an interrupt (SIGTERM is one)
+    # at any moment leaves no file behind. Creating it with mkstemp and unlinking it left one
+    # when the signal came in between (seen under load).
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
