@@ -546,7 +546,7 @@ def _run_train(args: argparse.Namespace, meas_dirs: Sequence[str], *, existing_d
         print(format_report(t, legend=t is networks[-1]))
     files = {True: ".json + .npz", False: ".tflite + .json"}
     written = ", ".join(f"{t.stem}{files[isinstance(t, NeighborsModel)]}" for t in trained)
-    print(f"\nWrote {written} (and their reports) to {args.output}")
+    print(f"\nWrote {written} (and the networks' reports) to {args.output}")
     return 0
 
 

@@ -131,7 +131,8 @@ class CrossValidation:
         concatenated, with a ``mode`` column (``comp``/``decomp``); ``dataset`` is the fold.
     folds
         One row per (mode, dataset): ``train_chunks``, ``test_chunks``, ``model`` (whether a
-        model was trained), ``train_s`` and ``evaluate_s`` (seconds), ``note``.
+        model was trained), ``model_file`` (the file the model was judged from), ``train_s``
+        and ``evaluate_s`` (seconds), ``note``.
     """
 
     protocol: Protocol

@@ -209,8 +209,7 @@ def train_models(
     if log:
         log(f"Gathered {meas_dir} ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
-    # Plugin-format models, and the extended ones the Python engine reads where there are
-    # enough chunks (train.EXT_MIN_CHUNKS).
+    # The plugin's networks and the neighbours models the Python engine reads.
     trained = train.train_and_export([meas_dir], models_dir, "both", force=True)
     if log:
         stems = ", ".join(m.stem for m in trained)

@@ -50,6 +50,22 @@ def model_stem(perf_mode: PerfMode | str) -> str:
     return MODEL_STEMS[PerfMode.parse(perf_mode)]
 
 
+def read_model_json(path: str | os.PathLike[str]) -> object:
+    """A model's JSON file, parsed (any model format); :class:`ModelError` when it does not
+    exist, cannot be read or is not valid JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ModelError(f"model metadata {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f"model metadata {str(path)!r} is not valid JSON: {exc}") from None
+
+
 def model_paths(models_dir: str | os.PathLike[str], perf_mode: PerfMode | str) -> tuple[Path, Path]:
     """The ``(.tflite, .json)`` paths the plugin reads for ``perf_mode`` in ``models_dir``."""
     stem = model_stem(perf_mode)
@@ -122,17 +138,7 @@ class ModelMeta:
     def load(cls, path: str | os.PathLike[str]) -> ModelMeta:
         """Read and validate a model's JSON file."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ModelError(f"model metadata {str(path)!r} does not exist") from None
-        except OSError as exc:
-            raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise ModelError(f"model metadata {str(path)!r} is not valid JSON: {exc}") from None
-        return cls.from_dict(doc, source=f"model metadata {str(path)!r}")
+        return cls.from_dict(read_model_json(path), source=f"model metadata {str(path)!r}")
 
     def to_dict(self) -> dict[str, object]:
         """The JSON document the plugin reads."""
@@ -515,13 +521,7 @@ class ExtendedMeta:
     def load(cls, path: str | os.PathLike[str]) -> ExtendedMeta:
         """Read and validate an extended model's JSON file."""
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"model metadata {str(path)!r} does not exist") from None
-        except (OSError, ValueError, RecursionError) as exc:
-            raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
-        return cls.from_dict(doc, source=f"model metadata {str(path)!r}")
+        return cls.from_dict(read_model_json(path), source=f"model metadata {str(path)!r}")
 
     def to_dict(self) -> dict[str, object]:
         """The JSON document (see the class documentation)."""
@@ -618,14 +618,11 @@ def load_extended_model(
 ) -> ExtendedModel | NeighborsModel:
     """Load and validate the extended model ``perf_mode`` uses from ``models_dir``
     (``model_<mode>.ext.tflite`` + ``.ext.json``); :class:`ModelError` as :func:`load_model`."""
-    from .neighbors import is_neighbors_doc
     from .objective import parse_mode
 
     mode = PerfMode.parse(perf_mode)
-    directory = Path(models_dir)
-    json_path = ext_model_paths(directory, mode)[1]
-    doc = _read_json(json_path) if json_path.is_file() else None
-    if is_neighbors_doc(doc):
+    json_path = ext_model_paths(models_dir, mode)[1]
+    if json_path.is_file() and _is_neighbors_file(str(json_path.resolve()), _stamp(json_path)):
         table = json_path.with_suffix(".npz")
         table_stamp = _stamp(table) if table.is_file() else None
         model = _load_neighbors_cached(str(json_path.resolve()), _stamp(json_path), table_stamp)
@@ -661,12 +658,12 @@ def _load_ext_cached(
     return meta, ModelRunner(tflite, len(meta.categories), meta.ninputs)
 
 
-def _read_json(path: Path) -> object:
-    """A model JSON file, parsed; :class:`ModelError` when it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ModelError(f"model metadata {str(path)!r} cannot be read: {exc}") from None
+@functools.lru_cache(maxsize=16)
+def _is_neighbors_file(json_file: str, json_stamp: tuple[int, int]) -> bool:
+    """Whether an extended model's JSON is a neighbours model's (read once per version)."""
+    from .neighbors import is_neighbors_doc
+
+    return is_neighbors_doc(read_model_json(json_file))
 
 
 @functools.lru_cache(maxsize=16)
@@ -675,4 +672,4 @@ def _load_neighbors_cached(
 ) -> NeighborsModel:
     from .neighbors import read_neighbors
 
-    return read_neighbors(json_file, _read_json(Path(json_file)))
+    return read_neighbors(json_file, read_model_json(json_file))

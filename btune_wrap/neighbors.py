@@ -136,18 +136,21 @@ class NeighborsModel:
     def expected_gain(self, values: np.ndarray, tradeoff: float) -> np.ndarray:
         """Mean gain of each category over the neighbours of each row of ``values`` (the
         feature columns :attr:`features`, unstandardized), float64 ``(n, ncategories)``."""
-        z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
-        x = self.x.astype(np.float64)
-        # |z - x|^2 without the (n, ntrain, nfeatures) difference array
-        d2 = (z * z).sum(axis=1)[:, None] - 2.0 * z @ x.T + (x * x).sum(axis=1)[None, :]
-        k = min(self.neighbors, len(self.x))
-        near = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(self.x) else slice(None)
         gains = self._gains(float(tradeoff))
-        return (
-            gains[near].mean(axis=1)
-            if k < len(self.x)
-            else np.repeat(gains.mean(axis=0, keepdims=True), len(z), axis=0)
-        )
+        if self.neighbors >= len(self.x):  # every training chunk is a neighbour
+            return np.repeat(gains.mean(axis=0, keepdims=True), len(values), axis=0)
+        z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        # |x|^2 - 2 z.x orders the training chunks as |z - x|^2 does (|z|^2 is the row's own)
+        x, norms = self._table
+        d2 = norms[None, :] - 2.0 * (z @ x.T)
+        near = np.argpartition(d2, self.neighbors - 1, axis=1)[:, : self.neighbors]
+        return gains[near].mean(axis=1)
+
+    @functools.cached_property
+    def _table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training features in float64 and their squared norms, computed once."""
+        x = self.x.astype(np.float64)
+        return x, (x * x).sum(axis=1)
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - a few tradeoffs per frozen model
     def _gains(self, tradeoff: float) -> np.ndarray:

@@ -146,9 +146,9 @@ class TrainConfig:
         each tradeoff (:func:`btune_wrap.objective.hindsight_best`): the dataset's hindsight
         category as a model. None (default): so for a plugin-format model from fewer than
         :data:`CONSTANT_BELOW` chunks. Measured on the real-data corpus (a model per dataset
-        from its ~14 even chunks, tested on the odd ones), the networks that read the cratio
-        feature chose far worse than that constant (mean gain 79% COMP / 186% DECOMP against
-        54% / 48%). False: never.
+        from its ~14 even chunks, tested on the odd ones, ``benchmarks/bench_quality.py``), the
+        networks that read the cratio feature chose far worse than that constant (mean gain
+        79% COMP / 186% DECOMP against 35% / 27%). False: never.
     use_speed
         Let the network use the speed feature. Default False: the input keeps its place but is
         multiplied by 0. The speed feature is a timing, relative to the machine and to what
@@ -936,10 +936,9 @@ def export(
     from .neighbors import NeighborsModel, write_neighbors
 
     directory = Path(directory)
-    if isinstance(trained, NeighborsModel):
-        directory.mkdir(parents=True, exist_ok=True)
-        return write_neighbors(trained, directory / f"{trained.stem}.json")
     directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(trained, NeighborsModel):
+        return write_neighbors(trained, directory / f"{trained.stem}.json")
     tfl, js, rep, hist_png, trade_png = output_files(directory, trained.stem)
     model_bytes = tflite_bytes(trained)
     write_bytes(tfl, model_bytes)
@@ -995,15 +994,16 @@ def fit_all(
     modes: Sequence[PerfMode],
     config: TrainConfig,
     *,
+    extended: bool | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainedModel | NeighborsModel]:
     """Every model a models directory gets from ``measurements``: the plugin-format model of
-    each mode, then the extended ones where :func:`wants_extended` (networks, or neighbours
-    models: :attr:`TrainConfig.extended_kind`)."""
+    each mode, then the extended ones (networks, or neighbours models:
+    :attr:`TrainConfig.extended_kind`) where ``extended`` (default :func:`wants_extended`)."""
     from .neighbors import fit_neighbors
 
     trained: list = [fit(measurements, m, config, progress=progress) for m in modes]
-    if not wants_extended(measurements, config):
+    if not (wants_extended(measurements, config) if extended is None else extended):
         return trained
     if config.extended_kind == "network":
         return trained + [fit(measurements, m, config, progress=progress, extended=True)
@@ -1057,7 +1057,7 @@ def train_and_export(
     extended = wants_extended(loaded, config)
     check = {"force": force, "existing_dir": existing_dir, "inputs": list(meas_dirs)}
     check_models_output(output, modes, **check, extended=extended)
-    trained = fit_all(loaded, modes, config, progress=progress)
+    trained = fit_all(loaded, modes, config, extended=extended, progress=progress)
     out = Path(output)
     check_models_output(out, modes, **check, extended=extended)
     if out.exists():
