@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,8 @@ ChunkSink = Callable[[int, bytes], object]
 #: 128 chunks of 40 KB wrote 3-5% faster than 64, and as fast as 256.
 _BATCH_CHUNKS = 128
 _BATCH_BYTES = 16 * 2**20
+#: Fewest chunks handed to a model that takes any batch size (the neighbours search).
+_LEAST_CHUNKS = 32
 #: The probe runs in a background thread only for more inferred chunks than this.
 _BACKGROUND_MIN_CHUNKS = 64
 
@@ -311,13 +313,16 @@ class _ArrayFill:
                 # reference) do not distort the first chunk's speed feature.
                 probe.many(whole[:1])
                 job = stack.enter_context(probe.start(whole))
+            # A network gets whole batches: each new batch size costs it a re-allocation
+            # (measured: taking any ready chunks wrote 40 KB chunks ~30% slower with the
+            # extended probe). The neighbours search takes what is ready, at least
+            # _LEAST_CHUNKS (each call costs ~30 us besides ~4 us per chunk): waiting for a
+            # whole first batch left the writer idle for a third of 400 chunks.
+            least = per_batch if model is None or model.whole_batches else _LEAST_CHUNKS
             done = 0
             while done < n_infer:
                 if job is not None:
-                    # Whole batches: each new batch size costs the network a re-allocation
-                    # (measured: waiting for any ready chunks wrote 40 KB chunks ~30% slower
-                    # with the extended probe); the probe runs ahead after the first batch.
-                    ready = job.wait(done + min(per_batch, n_infer - done))
+                    ready = job.wait(done + min(least, n_infer - done))
                     count = min(per_batch, ready - done)
                     chunks = whole[done : done + count]
                     feats = job.features(done, done + count)
@@ -329,7 +334,10 @@ class _ArrayFill:
                         if done == 0:
                             probe.many(chunks[:1])  # untimed, as above
                         feats = probe.many(chunks)
-                _infer_batch(self, done, chunks, feats)
+                if feats is None:
+                    _write_decided(self, done, chunks, [0.0] * count, None)
+                else:
+                    _write_decided(self, done, chunks, feats.elapsed.tolist(), _decide(self, feats))
                 done += count
         TweakSearch(self).run(reader, done)
         self.rows.finish()
@@ -347,41 +355,61 @@ class _ArrayFill:
         return found
 
 
-def _infer_batch(
-    fill: _ArrayFill, first: int, chunks: np.ndarray, feats: FeatureArrays | None
-) -> None:
-    """Run the network once for the chunks (rows of ``chunks``) of ``fill`` and write each.
+class Decisions(NamedTuple):
+    """The model's choices for consecutive chunks: the category index per chunk (-1 where
+    the probe failed), the ``top`` candidates per chunk for verification (``None`` without)
+    and the seconds of deciding, per chunk."""
 
-    ``feats`` holds their features (NaN where the probe failed), ``None`` when the layout
-    gives none.
-    """
+    picked: np.ndarray
+    tops: np.ndarray | None
+    seconds: np.ndarray
+
+
+def _decide(fill: _ArrayFill, feats: FeatureArrays) -> Decisions:
+    """The model's choices for chunks of ``fill`` from their features (NaN where the probe
+    failed: -1 then), in one call; the seconds are the call's, shared by the chunks."""
+    model = fill.engine.model
+    assert model is not None
+    count = feats.cratio.shape[0]
+    picked = np.full(count, -1, dtype=np.int64)
+    top = fill.engine.verify
+    tops = np.full((count, top), -1, dtype=np.int64) if top > 1 else None
+    ok = ~np.isnan(feats.cratio)
+    nok = int(ok.sum())
+    t_share = 0.0
+    if nok:
+        t0 = time.perf_counter()
+        tradeoff = fill.engine.tradeoff
+        if reads_extended(model):
+            extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
+            chosen = model.choose_many(feats.cratio[ok], extra, fill.dtype, tradeoff, top)
+        else:
+            chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
+        if tops is not None:
+            tops[ok] = chosen
+            chosen = chosen[:, 0]
+        picked[ok] = chosen
+        t_share = (time.perf_counter() - t0) / nok
+    return Decisions(picked, tops, np.full(count, t_share))
+
+
+def _write_decided(
+    fill: _ArrayFill,
+    first: int,
+    chunks: np.ndarray,
+    entropy: list[float],
+    decisions: Decisions | None,
+) -> None:
+    """Write the chunks (rows of ``chunks``, the first being chunk ``first``) of ``fill`` with
+    the model's ``decisions`` (``None``: the layout gives no features), verifying them when
+    asked; ``entropy`` holds each chunk's probe seconds."""
     model = fill.engine.model
     assert model is not None
     count = chunks.shape[0]
-    choices = [-1] * count
-    tops = None
-    entropy = [0.0] * count
-    t_share = 0.0
-    if feats is not None:
-        entropy = feats.elapsed.tolist()
-        ok = ~np.isnan(feats.cratio)
-        nok = int(ok.sum())
-        if nok:
-            t0 = time.perf_counter()
-            tradeoff, top = fill.engine.tradeoff, fill.engine.verify
-            if reads_extended(model):
-                extra = feats.extra[ok] if feats.extra.shape[1] else feats.extra
-                chosen = model.choose_many(feats.cratio[ok], extra, fill.dtype, tradeoff, top)
-            else:
-                chosen = model.choose_many(feats.cratio[ok], feats.speed[ok], tradeoff, top)
-            if top > 1:
-                tops = np.full((count, top), -1, dtype=np.int64)
-                tops[ok] = chosen
-                chosen = chosen[:, 0]
-            t_share = (time.perf_counter() - t0) / nok
-            picked = np.full(count, -1, dtype=np.int64)
-            picked[ok] = chosen
-            choices = picked.tolist()
+    if decisions is None:
+        choices, tops, t_inf = [-1] * count, None, [0.0] * count
+    else:
+        choices, tops, t_inf = decisions.picked.tolist(), decisions.tops, decisions.seconds.tolist()
     categories = model.categories
     by_index, counts, write = fill._by_index, fill.counts, fill.rows.write
     inference = RowState.INFERENCE
@@ -400,7 +428,7 @@ def _infer_batch(
         if writer is None:
             writer = by_index[index] = fill.writer(categories[index])
         fill.last = writer.category
-        write(step, chunks[k], writer, inference, index, entropy[k], t_share, trial)
+        write(step, chunks[k], writer, inference, index, entropy[k], t_inf[k], trial)
 
 
 def _verify(

@@ -11,6 +11,7 @@ tables (training) and for the engine (inference).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -44,11 +45,16 @@ def dtype_columns(dtype: str | np.dtype) -> dict[str, float]:
         dt = np.dtype(dtype)
     except TypeError:
         raise InputError(invalid("dtype", dtype, "a NumPy dtype")) from None
-    return {
-        "log2_typesize": math.log2(max(dt.itemsize, 1)),
-        "kind_float": float(dt.kind in "fc"),
-        "kind_signed": float(dt.kind == "i"),
-    }
+    return dict(_dtype_columns(dt))
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype_columns(dt: np.dtype) -> tuple[tuple[str, float], ...]:
+    return (
+        ("log2_typesize", math.log2(max(dt.itemsize, 1))),
+        ("kind_float", float(dt.kind in "fc")),
+        ("kind_signed", float(dt.kind == "i")),
+    )
 
 
 def feature_array(cratio: np.ndarray, extra: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -88,7 +94,13 @@ def model_inputs(
     extra = np.asarray(extra, dtype=np.float64)
     if extra.shape[-1] == 0:
         extra = np.full((cratio.size, len(EXTRA_FEATURES)), np.nan)
-    return feature_array(cratio, extra, dtype)[:, [FEATURES.index(f) for f in names]]
+    return feature_array(cratio, extra, dtype)[:, _columns(names)]
+
+
+@functools.lru_cache(maxsize=16)
+def _columns(names: tuple[str, ...]) -> list[int]:
+    """Where the columns ``names`` are in :data:`FEATURES` (kept: the engine asks per batch)."""
+    return [FEATURES.index(f) for f in names]
 
 
 def feature_matrix(raw: pd.DataFrame, dtype: str | np.dtype) -> pd.DataFrame:

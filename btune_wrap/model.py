@@ -309,6 +309,10 @@ class BtuneModel:
     meta: ModelMeta
     runner: ModelRunner
 
+    #: Each new batch size costs the interpreter a re-allocation: the engine hands it whole
+    #: batches of probed chunks.
+    whole_batches = True
+
     @property
     def categories(self) -> tuple[Category, ...]:
         return self.meta.categories
@@ -551,6 +555,8 @@ class ExtendedModel:
 
     #: The network never reads the probe's (timing-based) speed feature.
     reads_speed = False
+    #: As :attr:`BtuneModel.whole_batches`.
+    whole_batches = True
 
     @property
     def categories(self) -> tuple[Category, ...]:

@@ -108,6 +108,9 @@ class NeighborsModel:
 
     #: The choice never reads the probe's (timing-based) speed feature.
     reads_speed = False
+    #: Any number of chunks costs the search the same per chunk: the engine hands it the
+    #: chunks probed so far instead of waiting for whole batches.
+    whole_batches = False
 
     @property
     def stem(self) -> str:
@@ -139,18 +142,20 @@ class NeighborsModel:
         gains = self._gains(float(tradeoff))
         if self.neighbors >= len(self.x):  # every training chunk is a neighbour
             return np.repeat(gains.mean(axis=0, keepdims=True), len(values), axis=0)
+        from .nearest import mean_gain_of_nearest
+
         z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
-        # |x|^2 - 2 z.x orders the training chunks as |z - x|^2 does (|z|^2 is the row's own)
-        x, norms = self._table
-        d2 = norms[None, :] - 2.0 * (z @ x.T)
-        near = np.argpartition(d2, self.neighbors - 1, axis=1)[:, : self.neighbors]
-        return gains[near].mean(axis=1)
+        xt, norms = self._table
+        out = np.empty((len(z), gains.shape[1]))
+        mean_gain_of_nearest(np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out)
+        return out
 
     @functools.cached_property
     def _table(self) -> tuple[np.ndarray, np.ndarray]:
-        """The training features in float64 and their squared norms, computed once."""
+        """The training features in float64, transposed (``(nfeatures, n)``), and their squared
+        norms, computed once."""
         x = self.x.astype(np.float64)
-        return x, (x * x).sum(axis=1)
+        return np.ascontiguousarray(x.T), (x * x).sum(axis=1)
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - a few tradeoffs per frozen model
     def _gains(self, tradeoff: float) -> np.ndarray:

@@ -196,3 +196,57 @@ def test_the_table_keeps_at_most_max_chunks_spread_over_the_data(gathered: Path)
     np.testing.assert_array_equal(small.log_cratio[[0, -1]], full.log_cratio[[0, -1]])
     with pytest.raises(InputError, match="max_chunks=0 is invalid"):
         fit_neighbors(meas, "comp", max_chunks=0)
+
+
+def test_the_compiled_search_averages_the_k_nearest_rows_ties_going_to_earlier_rows() -> None:
+    from btune_wrap.nearest import mean_gain_of_nearest
+
+    rng = np.random.default_rng(0)
+    # Small integers: many rows at equal distances, and exact arithmetic.
+    x = rng.integers(0, 3, size=(200, 3)).astype(np.float64)
+    z = rng.integers(0, 3, size=(40, 3)).astype(np.float64)
+    gains = rng.random((200, 5))
+    for k in (1, 7, 200):
+        out = np.empty((40, 5))
+        mean_gain_of_nearest(z, np.ascontiguousarray(x.T), (x * x).sum(axis=1), gains, k, out)
+        for i, row in enumerate(z):
+            near = np.argsort(((x - row) ** 2).sum(axis=1), kind="stable")[:k]
+            np.testing.assert_allclose(out[i], gains[near].mean(axis=0), rtol=1e-12)
+
+
+def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
+    models: Path, monkeypatch
+) -> None:
+    """300 chunks with two threads: the probe runs ahead and the neighbours model takes what
+    is ready (batches of varying size); with one thread everything runs in turn. Both write
+    the same chunks, and each choice is the model's on that chunk's probed features."""
+    from btune_wrap.infer import compress
+    from btune_wrap.probe import ChunkProbe
+
+    batches = []
+    choose = NeighborsModel.choose_many
+
+    def spy(self, cratios, *args, **kwargs):
+        batches.append(len(cratios))
+        return choose(self, cratios, *args, **kwargs)
+
+    monkeypatch.setattr(NeighborsModel, "choose_many", spy)
+    data = training_data(300, seed=11)
+    config = BtuneConfig(tradeoff=0.3, perf_mode="COMP", models_dir=models, use_inference=-1)
+    out = {}
+    for nthreads in (1, 2):
+        batches.clear()
+        arr, trace = compress(data, config, "python", chunks=(5000,), nthreads=nthreads)
+        np.testing.assert_array_equal(arr[()], data)
+        out[nthreads] = (
+            [arr.schunk.get_chunk(i) for i in range(arr.schunk.nchunks)],
+            [i.category for i in trace.inferences],
+        )
+        assert sum(batches) == 300
+    assert out[1] == out[2]
+    chosen = np.array(out[1][1])
+    assert len(set(chosen.tolist())) > 1, "one category chosen: a weak comparison"
+    rows = data.view(np.uint8).reshape(300, -1)
+    feats = ChunkProbe(rows.shape[1], 8, arr.schunk.blocksize, extra=True).many(rows)
+    model = load_engine_model(models, "comp")
+    np.testing.assert_array_equal(chosen, choose(model, feats.cratio, feats.extra, "int64", 0.3))
