@@ -7,7 +7,8 @@ of its compression ratio and of its seconds per byte in the model's mode (compre
 COMP, decompression time for DECOMP). For a new chunk it finds the ``k`` training chunks nearest
 in standardized feature space and picks the category of least mean *gain* over them
 (:func:`btune_wrap.objective.gain`: how much better each neighbour's own best category was),
-at the tradeoff asked for. Training is storing the table: no TensorFlow is needed.
+at the tradeoff asked for (blended with the whole table's mean gain, weight ``prior``, when the
+table holds one array's chunks). Training is storing the table: no TensorFlow is needed.
 
 Why not a network: on the real-data corpus (``benchmarks/bench_quality.py``, fast set) the
 extended network overfits the few chunks a user gathers of one dataset (mean gain 525% in COMP
@@ -19,7 +20,10 @@ odd chunks' own hindsight category (26% / 20%), and 75% / 68% leave one dataset 
 The JSON layout (``format`` 2)::
 
     {"format": 2, "kind": "neighbors", "mode": "comp", "features": [names],
-     "mean": [...], "std": [...], "neighbors": k, "categories": [[codec, filter, clevel, split]]}
+     "mean": [...], "std": [...], "neighbors": k, "prior": w,
+     "categories": [[codec, filter, clevel, split]]}
+
+(``prior``, the weight of the table's mean gain beside the neighbours', is 0 when absent)
 
 and the table (NumPy ``.npz``): ``x`` float32 ``(n, nfeatures)``, the standardized features of
 the ``n`` training chunks; ``log_cratio`` and ``log_seconds`` float16 ``(n, ncategories)``
@@ -60,6 +64,12 @@ MIN_NEIGHBORS = 5
 #: 3000 / 10000 rows, against the plugin's 130 us for its probe and network; the corpus's
 #: chunk-count curve was flat from about 50 chunks on.
 MAX_TABLE_CHUNKS = 1024
+#: The prior's weight for a table of one array's chunks (:func:`fit_neighbors`). Measured on
+#: the corpus (even chunks train, odd chunks test, mean gain COMP / DECOMP): 0 gave 24.2% /
+#: 18.5%, 0.1 gave 23.5% / 15.2%, 0.3 gave 25.3% / 18.4%; judged on a second gather of the same
+#: chunks, 28.8% / 23.6% and 28.0% / 20.0% for 0 and 0.1. Across unrelated arrays (leave one
+#: array out) 0.1 did worse than 0 (79% / 81% against 75% / 68%).
+ONE_ARRAY_PRIOR = 0.1
 
 
 def default_neighbors(nchunks: int) -> int:
@@ -93,6 +103,9 @@ class NeighborsModel:
         mode, float32 ``(n, ncategories)``.
     path
         The JSON file it was loaded from (``None`` in memory).
+    prior
+        Weight of the table's mean gain per category beside the neighbours' (0 to 1); see
+        :func:`fit_neighbors`.
     """
 
     perf_mode: PerfMode
@@ -105,6 +118,7 @@ class NeighborsModel:
     log_cratio: np.ndarray
     log_seconds: np.ndarray
     path: Path | None = None
+    prior: float = 0.0
 
     #: The choice never reads the probe's (timing-based) speed feature.
     reads_speed = False
@@ -138,16 +152,20 @@ class NeighborsModel:
 
     def expected_gain(self, values: np.ndarray, tradeoff: float) -> np.ndarray:
         """Mean gain of each category over the neighbours of each row of ``values`` (the
-        feature columns :attr:`features`, unstandardized), float64 ``(n, ncategories)``."""
-        gains = self._gains(float(tradeoff))
+        feature columns :attr:`features`, unstandardized), blended with the whole table's
+        (weight :attr:`prior`), float64 ``(n, ncategories)``."""
+        gains, overall = self._gains(float(tradeoff))
         if self.neighbors >= len(self.x):  # every training chunk is a neighbour
-            return np.repeat(gains.mean(axis=0, keepdims=True), len(values), axis=0)
+            return np.repeat(overall[None, :], len(values), axis=0)
         from .nearest import mean_gain_of_nearest
 
         z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
         xt, norms = self._table
         out = np.empty((len(z), gains.shape[1]))
         mean_gain_of_nearest(np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out)
+        if self.prior:
+            out *= 1.0 - self.prior
+            out += self.prior * overall
         return out
 
     @functools.cached_property
@@ -158,13 +176,15 @@ class NeighborsModel:
         return np.ascontiguousarray(x.T), (x * x).sum(axis=1)
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - a few tradeoffs per frozen model
-    def _gains(self, tradeoff: float) -> np.ndarray:
-        """Each training chunk's gain per category at ``tradeoff``, ``(n, ncategories)``: the
-        objective of :mod:`btune_wrap.objective` (speed in bytes per second)."""
+    def _gains(self, tradeoff: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each training chunk's gain per category at ``tradeoff``, ``(n, ncategories)`` (the
+        objective of :mod:`btune_wrap.objective`, speed in bytes per second), and its mean
+        over the chunks, ``(ncategories,)``."""
         cratio = np.exp(self.log_cratio.astype(np.float64))
         speed = np.exp(-self.log_seconds.astype(np.float64))
         j = objective(cratio, speed, tradeoff)
-        return gain(j, j.max(axis=-1, keepdims=True))
+        gains = gain(j, j.max(axis=-1, keepdims=True))
+        return gains, gains.mean(axis=0)
 
     def choose_many(
         self,
@@ -199,6 +219,7 @@ def fit_neighbors(
     features: Sequence[str] | None = None,
     neighbors: int | None = None,
     max_chunks: int = MAX_TABLE_CHUNKS,
+    prior: float | None = None,
 ) -> NeighborsModel:
     """The neighbours model of ``mode`` from measurements with the extended features.
 
@@ -216,11 +237,15 @@ def fit_neighbors(
     max_chunks
         Most chunks the table keeps, evenly spread over them in order; default
         :data:`MAX_TABLE_CHUNKS`.
+    prior
+        Weight (0 to 1) of the table's mean gain per category beside the neighbours' mean
+        gain; default :data:`ONE_ARRAY_PRIOR` for one :class:`Measurements` (the chunks of
+        one array: their mean is a good prior), 0 for several (unrelated arrays).
     """
     from .errors import InputError, invalid
     from .features import DEFAULT_FEATURES, FEATURES, measured_features
     from .measurements import Measurements, check_same_categories
-    from .parse import parse_int
+    from .parse import parse_float, parse_int
 
     sets = [measurements] if isinstance(measurements, Measurements) else list(measurements)
     if not sets:
@@ -249,6 +274,9 @@ def fit_neighbors(
         keep = np.unique(np.linspace(0, len(x) - 1, max_chunks).round().astype(np.int64))
     x, ratios, secs = x[keep], [np.concatenate(ratios)[keep]], [np.concatenate(secs)[keep]]
     k = default_neighbors(len(x)) if neighbors is None else parse_int("neighbors", neighbors, 1)
+    if prior is None:
+        prior = ONE_ARRAY_PRIOR if len(sets) == 1 else 0.0
+    prior = parse_float("prior", prior, 0.0, 1.0, error=InputError)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std = np.where(np.isfinite(std) & (std.astype(np.float32) > 0), std, 1.0)
     z = ((x - mean) / std).astype(np.float32)
@@ -256,7 +284,7 @@ def fit_neighbors(
     ratio, secs = (np.concatenate(a).astype(np.float16).astype(np.float32) for a in (ratios, secs))
     return NeighborsModel(
         perf, names, mean.astype(np.float32), std.astype(np.float32), k, sets[0].categories, z,
-        ratio, secs,
+        ratio, secs, prior=prior,
     )  # fmt: skip
 
 
@@ -270,6 +298,7 @@ def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
         "mean": [float(v) for v in model.mean],
         "std": [float(v) for v in model.std],
         "neighbors": model.neighbors,
+        "prior": model.prior,
         "categories": [list(c.to_plugin()) for c in model.categories],
     }
 
@@ -296,6 +325,9 @@ def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsMod
     k = doc.get("neighbors")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ModelError(f"{source}: 'neighbors'={k!r} is invalid: expected an integer >= 1")
+    prior = doc.get("prior", 0.0)  # absent from the first tables: no prior
+    if not isinstance(prior, int | float) or isinstance(prior, bool) or not 0 <= prior <= 1:
+        raise ModelError(f"{source}: 'prior'={prior!r} is invalid: expected a number in [0, 1]")
     try:
         mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
     except ConfigError as exc:
@@ -321,6 +353,7 @@ def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsMod
     return NeighborsModel(
         mode, meta.features, np.asarray(meta.mean, np.float32),
         np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path,
+        float(prior),
     )  # fmt: skip
 
 

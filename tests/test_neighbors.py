@@ -15,7 +15,12 @@ from btune_wrap.errors import InputError, ModelError
 from btune_wrap.features import DEFAULT_FEATURES, FEATURES, measured_features
 from btune_wrap.measurements import Measurements, extra_chunk_columns
 from btune_wrap.model import ext_model_paths, has_extended_model, load_engine_model
-from btune_wrap.neighbors import NeighborsModel, default_neighbors, fit_neighbors
+from btune_wrap.neighbors import (
+    ONE_ARRAY_PRIOR,
+    NeighborsModel,
+    default_neighbors,
+    fit_neighbors,
+)
 
 from .conftest import build_training_meas, training_data
 
@@ -53,8 +58,11 @@ def models(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _by_hand(meas: Measurements, mode: str, rows: np.ndarray, t: float, k: int) -> np.ndarray:
-    """The category of least mean gain over the k nearest measured chunks, written out."""
+def _by_hand(
+    meas: Measurements, mode: str, rows: np.ndarray, t: float, k: int, prior: float
+) -> np.ndarray:
+    """The category of least mean gain over the k nearest measured chunks, blended with the
+    mean over all of them (weight ``prior``), written out."""
     x = measured_features(meas)[:, [FEATURES.index(f) for f in DEFAULT_FEATURES]]
     std = x.std(axis=0)
     z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1)
@@ -63,17 +71,22 @@ def _by_hand(meas: Measurements, mode: str, rows: np.ndarray, t: float, k: int) 
     # as the table stores them: float16 logarithms
     lr = np.log(nbytes[:, None] / cbytes).astype(np.float16).astype(np.float64)
     ls = np.log(secs / nbytes[:, None]).astype(np.float16).astype(np.float64)
+
+    def mean_gain(chunks, c):
+        g = 0.0
+        for i in chunks:
+            j = t * lr[i] - (1 - t) * ls[i]
+            g += np.exp(j.max() - j[c]) - 1
+        return g / len(chunks)
+
     out = []
     for r in rows:
         dist = np.sqrt(((z - z[r]) ** 2).sum(axis=1))
         near = np.argsort(dist, kind="stable")[:k]
-        gains = []
-        for c in range(cbytes.shape[1]):
-            g = 0.0
-            for i in near:
-                j = t * lr[i] - (1 - t) * ls[i]
-                g += np.exp(j.max() - j[c]) - 1
-            gains.append(g / k)
+        gains = [
+            (1 - prior) * mean_gain(near, c) + prior * mean_gain(range(len(z)), c)
+            for c in range(cbytes.shape[1])
+        ]
         out.append(int(np.argmin(gains)))
     return np.array(out)
 
@@ -83,11 +96,15 @@ def test_the_choice_is_the_least_mean_gain_over_the_nearest_chunks(gathered: Pat
     meas = Measurements.load(gathered)
     model = fit_neighbors(meas, mode)
     assert model.neighbors == default_neighbors(NCHUNKS) == 5
+    assert model.prior == ONE_ARRAY_PRIOR > 0  # one array's chunks
+    assert fit_neighbors([meas, meas], mode).prior == 0  # several arrays
     rows = np.arange(0, NCHUNKS, 3)
     feats, extra = meas.features(), meas.extra_features()
-    for t in (0.0, 0.4, 1.0):
-        chosen = model.choose_many(feats[rows, 0], extra[rows], "int64", t)
-        np.testing.assert_array_equal(chosen, _by_hand(meas, mode, rows, t, 5))
+    for prior in (ONE_ARRAY_PRIOR, 0.0, 0.6):
+        blended = fit_neighbors(meas, mode, prior=prior)
+        for t in (0.0, 0.4, 1.0):
+            chosen = blended.choose_many(feats[rows, 0], extra[rows], "int64", t)
+            np.testing.assert_array_equal(chosen, _by_hand(meas, mode, rows, t, 5, prior))
     top = model.choose_many(feats[rows, 0], extra[rows], "int64", 0.4, top=3)
     assert top.shape == (len(rows), 3)
     np.testing.assert_array_equal(top[:, 0], model.choose_many(feats[rows, 0], extra[rows],
@@ -122,6 +139,7 @@ def test_files_round_trip_and_the_engine_uses_them(models: Path, gathered: Path)
             loaded.choose_many(feats[:, 0], extra, "int64", t),
             in_memory.choose_many(feats[:, 0], extra, "int64", t),
         )
+    assert loaded.prior == in_memory.prior == ONE_ARRAY_PRIOR
     assert (models / "model_comp.ext.npz").stat().st_size < 20_000
     data = training_data(10, seed=7)
     config = BtuneConfig(tradeoff=0.5, perf_mode="DECOMP", models_dir=models, use_inference=-1)
@@ -232,7 +250,7 @@ def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
 
     monkeypatch.setattr(NeighborsModel, "choose_many", spy)
     data = training_data(300, seed=11)
-    config = BtuneConfig(tradeoff=0.3, perf_mode="COMP", models_dir=models, use_inference=-1)
+    config = BtuneConfig(tradeoff=0.9, perf_mode="COMP", models_dir=models, use_inference=-1)
     out = {}
     for nthreads in (1, 2):
         batches.clear()
@@ -249,4 +267,25 @@ def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
     rows = data.view(np.uint8).reshape(300, -1)
     feats = ChunkProbe(rows.shape[1], 8, arr.schunk.blocksize, extra=True).many(rows)
     model = load_engine_model(models, "comp")
-    np.testing.assert_array_equal(chosen, choose(model, feats.cratio, feats.extra, "int64", 0.3))
+    np.testing.assert_array_equal(chosen, choose(model, feats.cratio, feats.extra, "int64", 0.9))
+
+
+def test_a_table_without_a_prior_has_none_and_a_bad_prior_is_refused(
+    models: Path, gathered: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    _, js = ext_model_paths(copy, "comp")
+    doc = json.loads(js.read_text())
+    del doc["prior"]  # as the tables written before the prior
+    js.write_text(json.dumps(doc))
+    assert load_engine_model(copy, "comp").prior == 0.0
+    for bad in (1.5, -0.1, "0.1", True):
+        doc["prior"] = bad
+        js.write_text(json.dumps(doc))
+        with pytest.raises(
+            ModelError, match=r"'prior'=.* is invalid: expected a number in \[0, 1\]"
+        ):
+            load_engine_model(copy, "comp")
+    with pytest.raises(InputError, match="prior"):
+        fit_neighbors(Measurements.load(gathered), "comp", prior=2.0)
