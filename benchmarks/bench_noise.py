@@ -9,9 +9,9 @@ and the tradeoffs 0..1 of:
 - ``floor``: A's per-chunk best, judged on B: what a perfect knowledge of A is worth on B;
 - ``model@A`` / ``model@B``: the neighbours model trained on A's even chunks (the default
   ``btune train`` makes), judged on A and on B;
-- ``verify3@A`` / ``verify3@B``: its three best categories, the best of them by A's timings
-  (verification as ``btune evaluate`` scores it in DECOMP, the trials' time not counted),
-  judged on A and on B: on A it is judged by the timings it chose with;
+- ``verify2@A`` ... ``verify3@B``: its two (three) best categories, the best of them by A's
+  timings (verification as ``btune evaluate`` scores it in DECOMP, the trials' time not
+  counted), judged on A and on B: on A it is judged by the timings it chose with;
 - ``fixed_best@B``: B's own hindsight category (at each tradeoff, the best mean over the odd
   chunks), as in ``bench_quality.py``.
 
@@ -36,7 +36,12 @@ from btune_wrap.measurements import Measurements
 from btune_wrap.neighbors import fit_neighbors
 from btune_wrap.objective import TRADEOFFS, gain, hindsight_best, objective_matrix
 
-COLUMNS = ("floor", "model@A", "model@B", "verify3@A", "verify3@B", "fixed_best@B")
+VERIFY = (2, 3)
+COLUMNS = (
+    "floor", "model@A", "model@B",
+    *(f"verify{k}@{g}" for k in VERIFY for g in "AB"),
+    "fixed_best@B",
+)  # fmt: skip
 
 
 def _mean_gain(j: np.ndarray, picked: np.ndarray) -> float:
@@ -58,22 +63,22 @@ def noise_row(a: Measurements, b: Measurements, mode: str) -> dict[str, float]:
     jb = objective_matrix(*mb, mode, TRADEOFFS)[:, odd]
     model = fit_neighbors(a.select(ids[~odd]), mode)
     cratio, extra = a.features()[odd, 0], a.extra_features()[odd]
-    first, verified = [], []
-    for ti, t in enumerate(TRADEOFFS):
-        top = model.choose_many(cratio, extra, a.meta["dtype"], t, top=3)
-        first.append(top[:, 0])
-        by_a = np.take_along_axis(ja[ti], top, axis=-1).argmax(axis=-1)
-        verified.append(np.take_along_axis(top, by_a[:, None], axis=-1)[:, 0])
-    first, verified = np.array(first), np.array(verified)
+    tops = np.array(
+        [model.choose_many(cratio, extra, a.meta["dtype"], t, top=max(VERIFY)) for t in TRADEOFFS]
+    )  # (tradeoff, chunk, rank)
     fixed = np.broadcast_to(hindsight_best(jb)[:, None], jb.shape[:2])
-    return {
+    out = {
         "floor": _mean_gain(jb, ja.argmax(axis=-1)),
-        "model@A": _mean_gain(ja, first),
-        "model@B": _mean_gain(jb, first),
-        "verify3@A": _mean_gain(ja, verified),
-        "verify3@B": _mean_gain(jb, verified),
-        "fixed_best@B": _mean_gain(jb, fixed),
+        "model@A": _mean_gain(ja, tops[..., 0]),
+        "model@B": _mean_gain(jb, tops[..., 0]),
     }
+    for k in VERIFY:
+        top = tops[..., :k]
+        by_a = np.take_along_axis(ja, top, axis=-1).argmax(axis=-1)
+        verified = np.take_along_axis(top, by_a[..., None], axis=-1)[..., 0]
+        out[f"verify{k}@A"] = _mean_gain(ja, verified)
+        out[f"verify{k}@B"] = _mean_gain(jb, verified)
+    return out | {"fixed_best@B": _mean_gain(jb, fixed)}
 
 
 def main(argv: list[str] | None = None) -> int:
