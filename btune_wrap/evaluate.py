@@ -304,7 +304,9 @@ def evaluate(
         directory has it); ``"plugin"``: the plugin-format model (:class:`ModelFormat`).
     verify
         The Python engine's verification: the model's ``verify`` best categories tried per
-        chunk, the best kept; their compression times count in COMP. Default 1 (off).
+        chunk, the best kept; their compression times count in COMP. Default 1 (off). The
+        trials are judged by the timings they are chosen by, which flatters them (see
+        ``benchmarks/bench_noise.py``).
     progress
         Show progress bars on stderr. Default True.
 
