@@ -50,6 +50,7 @@ from .categories import Category
 from .config import PerfMode
 from .errors import ConfigError, ModelError
 from .objective import gain, objective, parse_mode, seconds
+from .parse import parse_float, parse_int
 
 if TYPE_CHECKING:
     from .measurements import Measurements
@@ -245,7 +246,6 @@ def fit_neighbors(
     from .errors import InputError, invalid
     from .features import DEFAULT_FEATURES, FEATURES, measured_features
     from .measurements import Measurements, check_same_categories
-    from .parse import parse_float, parse_int
 
     sets = [measurements] if isinstance(measurements, Measurements) else list(measurements)
     if not sets:
@@ -253,6 +253,9 @@ def fit_neighbors(
     check_same_categories(sets)
     perf = parse_mode(mode)
     max_chunks = parse_int("max_chunks", max_chunks, 1, error=InputError)
+    if prior is None:
+        prior = ONE_ARRAY_PRIOR if len(sets) == 1 else 0.0
+    prior = parse_float("prior", prior, 0.0, 1.0, error=InputError)
     names = tuple(features or DEFAULT_FEATURES)
     if not names or any(f not in FEATURES for f in names):
         raise InputError(invalid("features", names, f"names among {list(FEATURES)}"))
@@ -268,23 +271,19 @@ def fit_neighbors(
         values.append(feats[:, [FEATURES.index(f) for f in names]])
         ratios.append(np.log(nbytes[:, None] / cbytes))
         secs.append(np.log(seconds(ctime, dtime, perf) / nbytes[:, None]))
-    x = np.concatenate(values)
-    keep = np.arange(len(x))
+    x, ratio, sec = (np.concatenate(a) for a in (values, ratios, secs))
     if len(x) > max_chunks:  # evenly spread over the chunks, so over every dataset
         keep = np.unique(np.linspace(0, len(x) - 1, max_chunks).round().astype(np.int64))
-    x, ratios, secs = x[keep], [np.concatenate(ratios)[keep]], [np.concatenate(secs)[keep]]
+        x, ratio, sec = x[keep], ratio[keep], sec[keep]
     k = default_neighbors(len(x)) if neighbors is None else parse_int("neighbors", neighbors, 1)
-    if prior is None:
-        prior = ONE_ARRAY_PRIOR if len(sets) == 1 else 0.0
-    prior = parse_float("prior", prior, 0.0, 1.0, error=InputError)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std = np.where(np.isfinite(std) & (std.astype(np.float32) > 0), std, 1.0)
     z = ((x - mean) / std).astype(np.float32)
     # Rounded as the table stores them, so a model chooses the same in memory and from files.
-    ratio, secs = (np.concatenate(a).astype(np.float16).astype(np.float32) for a in (ratios, secs))
+    ratio, sec = (a.astype(np.float16).astype(np.float32) for a in (ratio, sec))
     return NeighborsModel(
         perf, names, mean.astype(np.float32), std.astype(np.float32), k, sets[0].categories, z,
-        ratio, secs, prior=prior,
+        ratio, sec, prior=prior,
     )  # fmt: skip
 
 
@@ -322,12 +321,9 @@ def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsMod
 
     json_path = Path(json_path)
     source = f"model metadata {str(json_path)!r}"
-    k = doc.get("neighbors")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ModelError(f"{source}: 'neighbors'={k!r} is invalid: expected an integer >= 1")
-    prior = doc.get("prior", 0.0)  # absent from the first tables: no prior
-    if not isinstance(prior, int | float) or isinstance(prior, bool) or not 0 <= prior <= 1:
-        raise ModelError(f"{source}: 'prior'={prior!r} is invalid: expected a number in [0, 1]")
+    k = parse_int(f"{source}: 'neighbors'", doc.get("neighbors"), 1, error=ModelError)
+    # Absent from the first tables: no prior.
+    prior = parse_float(f"{source}: 'prior'", doc.get("prior", 0.0), 0.0, 1.0, error=ModelError)
     try:
         mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
     except ConfigError as exc:
@@ -352,8 +348,7 @@ def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsMod
         )
     return NeighborsModel(
         mode, meta.features, np.asarray(meta.mean, np.float32),
-        np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path,
-        float(prior),
+        np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path, prior=prior,
     )  # fmt: skip
 
 

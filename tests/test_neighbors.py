@@ -284,7 +284,7 @@ def test_a_table_without_a_prior_has_none_and_a_bad_prior_is_refused(
         doc["prior"] = bad
         js.write_text(json.dumps(doc))
         with pytest.raises(
-            ModelError, match=r"'prior'=.* is invalid: expected a number in \[0, 1\]"
+            ModelError, match=r"'prior'=.* is invalid: expected a finite number in \[0, 1\]"
         ):
             load_engine_model(copy, "comp")
     with pytest.raises(InputError, match="prior"):
