@@ -55,19 +55,20 @@ SETS = {
 }
 
 
-def with_extra(meas: Measurements, window: int, max_blocks: int) -> Measurements:
+def with_extra(meas: Measurements, window: int, windows: int) -> Measurements:
     """``meas`` with the extended features of its chunks as columns (recomputed from its
     source with this sampling), as a gather records them."""
-    raw = raw_extra(meas, window, max_blocks)
+    raw = raw_extra(meas, window, windows)
     chunks = meas.chunks.copy()
     for k, name in enumerate(probe.EXTRA_FEATURES):
         chunks[name] = raw[:, k]
-    return Measurements(dict(meas.meta), chunks, meas.results.copy())
+    meta = dict(meas.meta, extra_layout=probe.EXTRA_LAYOUT)  # recomputed: comparable
+    return Measurements(meta, chunks, meas.results.copy())
 
 
-def chunk_table(meas: Measurements, window: int, max_blocks: int) -> pd.DataFrame:
+def chunk_table(meas: Measurements, window: int, windows: int) -> pd.DataFrame:
     """The input columns (:data:`btune_wrap.features.FEATURES`) of every measured chunk."""
-    extra = pd.DataFrame(raw_extra(meas, window, max_blocks), columns=list(probe.EXTRA_FEATURES))
+    extra = pd.DataFrame(raw_extra(meas, window, windows), columns=list(probe.EXTRA_FEATURES))
     raw = pd.DataFrame({"cratio": meas.chunks["cratio_feature"].to_numpy()})
     return ft.feature_matrix(raw.join(extra), meta_dtype(meas))
 
@@ -76,8 +77,9 @@ def meta_dtype(meas: Measurements) -> str:
     return meas.meta["dtype"]
 
 
-def raw_extra(meas: Measurements, window: int, max_blocks: int) -> np.ndarray:
-    """The probe's extended features of every measured chunk (recomputed from its source)."""
+def raw_extra(meas: Measurements, window: int, windows: int) -> np.ndarray:
+    """The probe's extended features of every measured chunk (recomputed from its source), from
+    ``windows`` windows of ``window`` bytes spread over the chunk."""
     meta = meas.meta
     src = open_source(meta["source"], chunks=meta["chunks"], blocks=meta["blocks"])
     scratch = np.empty((3, probe.PROBE_WINDOW + 64), dtype=np.uint8)
@@ -87,8 +89,7 @@ def raw_extra(meas: Measurements, window: int, max_blocks: int) -> np.ndarray:
         buf = src.chunk(int(i))
         out = np.empty(len(probe.EXTRA_FEATURES))
         ts = src.typesize if src.typesize <= probe.MAX_TYPESIZE else 1
-        probe._extra_features(buf, src.chunk_blocksize(int(i)), ts, scratch, hist, out, window,
-                              max_blocks)  # fmt: skip
+        probe._extra_features(buf, ts, scratch, hist, out, window, windows)
         rows.append(out)
     src.close()
     return np.array(rows)
@@ -327,9 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table.round(0).to_string(index=False))
         return 0
     if args.learner == "net":
-        ext = {
-            n: with_extra(m, probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS) for n, m in meas.items()
-        }
+        ext = {n: with_extra(m, probe.EXTRA_WINDOW, probe.EXTRA_WINDOWS) for n, m in meas.items()}
         sets = {k: SETS[k] for k in ("plugin (cratio)", "+ typesize, kind")}
         sets["typesize, kind, filter probes"] = ft.DEFAULT_FEATURES
         table = evaluate_net(ext, sets, args.protocols.split(","))
@@ -343,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== verification: mean gain with the top 1 / 2 / 3 categories tried per chunk")
         print((summary.reindex(index=list(sets)) * 100).round(1).T.to_string())
         return 0
-    for window, blocks in ((probe.EXTRA_WINDOW, probe.EXTRA_MAX_BLOCKS), (8192, 64), (2048, 2)):
+    for window, blocks in ((probe.EXTRA_WINDOW, probe.EXTRA_WINDOWS), (2048, 1), (512, 4)):
         t0 = time.perf_counter()
         data = {n: (m, chunk_table(m, window, blocks)) for n, m in meas.items()}
         table = evaluate_sets(data, args.k)
@@ -351,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")
         summary = summary.reindex(index=list(SETS))
         took = time.perf_counter() - t0
-        print(f"\n== mean gain over datasets (kNN k={args.k}); extended features from the first "
-              f"{window} B of up to {blocks} blocks ({took:.0f} s)")  # fmt: skip
+        print(f"\n== mean gain over datasets (kNN k={args.k}); extended features from "
+              f"{blocks} windows of {window} B spread over the chunk ({took:.0f} s)")  # fmt: skip
         print((summary * 100).round(1).to_string())
     if not args.no_cost:
         cost = costs(meas)

@@ -8,7 +8,8 @@ and the tradeoffs 0..1 of:
 
 - ``floor``: A's per-chunk best, judged on B: what a perfect knowledge of A is worth on B;
 - ``model@A`` / ``model@B``: the neighbours model trained on A's even chunks (the default
-  ``btune train`` makes), judged on A and on B;
+  ``btune train`` makes, leaning on a model of the other arrays' A gathers where a user's
+  leans on the general model), judged on A and on B;
 - ``verify2@A`` ... ``verify3@B``: its two (three) best categories, the best of them by A's
   timings (verification as ``btune evaluate`` scores it in DECOMP, the trials' time not
   counted), judged on A and on B: on A it is judged by the timings it chose with;
@@ -50,8 +51,11 @@ def _mean_gain(j: np.ndarray, picked: np.ndarray) -> float:
     return float(gain(chosen, j.max(axis=-1)).mean())
 
 
-def noise_row(a: Measurements, b: Measurements, mode: str) -> dict[str, float]:
-    """The gains of :data:`COLUMNS` for one array and mode (see the module docstring)."""
+def noise_row(
+    a: Measurements, b: Measurements, mode: str, others: list[Measurements]
+) -> dict[str, float]:
+    """The gains of :data:`COLUMNS` for one array and mode (see the module docstring);
+    ``others``: the other arrays' A gathers."""
     ids = a.chunks["chunk"].to_numpy()
     if not np.array_equal(ids, b.chunks["chunk"].to_numpy()):
         raise SystemExit(f"{a.name}: the two gathers hold different chunks")
@@ -61,7 +65,8 @@ def noise_row(a: Measurements, b: Measurements, mode: str) -> dict[str, float]:
     odd = ids % 2 == 1
     ja = objective_matrix(*ma, mode, TRADEOFFS)[:, odd]
     jb = objective_matrix(*mb, mode, TRADEOFFS)[:, odd]
-    model = fit_neighbors(a.select(ids[~odd]), mode)
+    fallback = fit_neighbors(others, mode, prior=0.0) if others else None
+    model = fit_neighbors(a.select(ids[~odd]), mode, fallback=fallback)
     cratio, extra = a.features()[odd, 0], a.extra_features()[odd]
     tops = np.array(
         [model.choose_many(cratio, extra, a.meta["dtype"], t, top=max(VERIFY)) for t in TRADEOFFS]
@@ -94,13 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no arrays in {args.corpus}: build the corpus first", file=sys.stderr)
         return 2
     rows = []
+    first = {npy.stem: gathered(npy, args.meas / f"{npy.stem}.meas", None) for npy in npys}
     for npy in npys:
         if args.only and npy.stem not in args.only:
             continue
-        a = gathered(npy, args.meas / f"{npy.stem}.meas", None)
+        a = first[npy.stem]
         b = gathered(npy, args.again / f"{npy.stem}.meas", None)
+        others = [m for name, m in first.items() if name != npy.stem]
         for mode in ("comp", "decomp"):
-            rows.append({"mode": mode, "dataset": npy.stem, **noise_row(a, b, mode)})
+            rows.append({"mode": mode, "dataset": npy.stem, **noise_row(a, b, mode, others)})
             print(_line(rows[-1]), flush=True)
     table = pd.DataFrame(rows)
     means = table.groupby("mode", sort=False)[list(COLUMNS)].mean().reset_index()

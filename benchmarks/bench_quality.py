@@ -61,6 +61,7 @@ from btune_wrap import measure, measurements
 from btune_wrap import train as tr
 from btune_wrap.crossval import Protocol, crossval, even_odd, with_means
 from btune_wrap.evaluate import ORACLES, Method, evaluate, gain_table
+from btune_wrap.general import GENERAL_CONFIG
 from btune_wrap.measurements import Measurements
 from btune_wrap.objective import TRADEOFFS, hindsight_best, objective_matrix
 from btune_wrap.train import TrainConfig
@@ -131,7 +132,7 @@ def run_methods(sets: list, genetic: bool, progress) -> pd.DataFrame:
     methods += [Method.GENETIC] if genetic else []
     own = crossval(sets, Protocol.EVEN_ODD, "both", TrainConfig(seed=0), methods=methods,
                    variants=_variants("model"), progress=progress)  # fmt: skip
-    loo = crossval(sets, Protocol.LEAVE_ONE_OUT, "both", TrainConfig(seed=0),
+    loo = crossval(sets, Protocol.LEAVE_ONE_OUT, "both", GENERAL_CONFIG,
                    methods=[Method.MODEL], test_chunks="odd", variants=_variants("general"),
                    progress=progress)  # fmt: skip
     general = loo.choices.replace({"method": {"model": "general"}})
@@ -209,7 +210,9 @@ def chunk_curve(sets: list, baseline: pd.DataFrame) -> pd.DataFrame:
             train = [m for m in train if m.nchunks]
             for mode in MODES:
                 with tempfile.TemporaryDirectory() as tmp:
-                    for trained in tr.fit_all(train, [mode], TrainConfig(seed=draw)):
+                    # never the shipped general model as fallback: it has seen these arrays
+                    config = TrainConfig(seed=draw, fallback=False)
+                    for trained in tr.fit_all(train, [mode], config):
                         tr.export(trained, tmp)
                     ev = evaluate(tmp, [odd for _, odd in halves], mode, methods=[Method.MODEL],
                                   progress=False)  # fmt: skip

@@ -8,9 +8,9 @@ tutorial, ``codec-filter-split-clevel``::
 It maps to ``blosc2.CParams`` (to compress with it) and to the ``[codec, filter, clevel,
 splitmode]`` tuple of the plugin's model JSON (FACTS.md §3). :func:`category_set` builds sets
 from level ladders, filters and split modes; :data:`CATEGORY_SETS` names them: the tutorial's 32
-(:data:`TUTORIAL_CATEGORIES`), with their "always split" variants (64), the widest (137) and
-the default, :data:`FAST_CATEGORIES` (73), chosen on the real-data corpus by
-``benchmarks/bench_candidates.py``.
+(:data:`TUTORIAL_CATEGORIES`), with their "always split" variants (64), the widest (138) and
+the default, :data:`FAST_CATEGORIES` (74), chosen on the real-data corpus by
+``benchmarks/bench_candidates.py``. Level 0 (:data:`STORED`) is blosc2's "store as is".
 """
 
 from __future__ import annotations
@@ -253,6 +253,13 @@ FAST_LEVELS: tuple[tuple[Codec, tuple[int, ...]], ...] = (
 #: blosc2's default parameters (``blosc2.CParams()`` on blosc2 4.x) as a category; equal to
 #: :func:`default_category` on the installed blosc2 (checked by the tests).
 BLOSC2_DEFAULT = Category(Codec.ZSTD, Filter.SHUFFLE, 5, SplitMode.AUTO)
+#: Level 0: blosc2 copies the chunk as is (no filter, no codec runs; ratio just below 1). The
+#: fastest choice at low tradeoffs, and a sure one: on barely compressible chunks blosclz gives
+#: up (stores the chunk) at some levels and not at others, chunk by chunk, and a model that bets
+#: on it giving up pays 10-40x its time when it does not (real-data corpus, 2026-11-27: per
+#: array gain over the per-chunk best 24.7% -> 5.8% in COMP, 22.7% -> 8.7% in DECOMP with
+#: this category among the candidates).
+STORED = Category(Codec.BLOSCLZ, Filter.NOFILTER, 0, SplitMode.NEVER)
 
 
 def category_set(
@@ -288,19 +295,21 @@ TUTORIAL_CATEGORIES: tuple[Category, ...] = category_set()
 #: The same with the "always split" variants (64).
 SPLIT_CATEGORIES: tuple[Category, ...] = category_set(splits=_BOTH)
 #: The widest set: :data:`WIDE_LEVELS` x the four filters x never/always split, then
-#: :data:`BLOSC2_DEFAULT` (137). Auto split is no other candidate: on every codec, filter and
-#: typesize of the corpus (1, 4, 8) it compresses to the bytes of "always" or of "never" (blosc2
-#: splits only blosclz, lz4 and zstd after a shuffle), so only blosc2's default carries it.
+#: :data:`BLOSC2_DEFAULT` and :data:`STORED` (138). Auto split is no other candidate: on every
+#: codec, filter and typesize of the corpus (1, 4, 8) it compresses to the bytes of "always" or
+#: of "never" (blosc2 splits only blosclz, lz4 and zstd after a shuffle), so only blosc2's
+#: default carries it.
 WIDE_CATEGORIES: tuple[Category, ...] = union(
-    category_set(WIDE_LEVELS, splits=_BOTH), (BLOSC2_DEFAULT,)
+    category_set(WIDE_LEVELS, splits=_BOTH), (BLOSC2_DEFAULT, STORED)
 )
 
-#: The tutorial's 32, blosc2's default, and blosclz and lz4 at levels 1, 5, 9, never and always
-#: split (73): the knee of ``benchmarks/bench_candidates.py`` on the real-data corpus (2026-11-27,
-#: 245 chunks of 10 arrays): its per-chunk best is 0.4% (COMP) / 0.4% (DECOMP) behind the widest
-#: set's, against 97% / 42% for the tutorial's 32, for 1.03x their gather time.
+#: The tutorial's 32, blosc2's default, blosclz and lz4 at levels 1, 5, 9, never and always
+#: split, and :data:`STORED` (74): the knee of ``benchmarks/bench_candidates.py`` on the
+#: real-data corpus (2026-11-27, 245 chunks of 10 arrays): without STORED its per-chunk best is
+#: 0.4% (COMP) / 0.4% (DECOMP) behind the widest set's, against 97% / 42% for the tutorial's 32,
+#: for 1.03x their gather time; STORED costs a memcpy per chunk.
 FAST_CATEGORIES: tuple[Category, ...] = union(
-    TUTORIAL_CATEGORIES, (BLOSC2_DEFAULT,), category_set(FAST_LEVELS, splits=_BOTH)
+    TUTORIAL_CATEGORIES, (BLOSC2_DEFAULT,), category_set(FAST_LEVELS, splits=_BOTH), (STORED,)
 )
 
 #: The default candidates of a gather (:data:`FAST_CATEGORIES`).

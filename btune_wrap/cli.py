@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import platform
 import re
 import signal
@@ -347,10 +348,11 @@ def _add_gather(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--categories",
         default="default",
-        help="a named set: 'fast' (73: the tutorial's 32, blosc2's default, blosclz and lz4 at "
-        "levels 1, 5, 9 never and always split; the default), 'tutorial' (the tutorial's 32), "
-        "'split' (the 64 with 'always split' variants), 'wide' (137: every codec at levels 1, "
-        "5, 9, zstd also 3, 6, never and always split, blosc2's default), 'default'; or names "
+        help="a named set: 'fast' (74: the tutorial's 32, blosc2's default, blosclz and lz4 at "
+        "levels 1, 5, 9 never and always split, level 0 = stored as is; the default), "
+        "'tutorial' (the tutorial's 32), 'split' (the 64 with 'always split' variants), 'wide' "
+        "(138: every codec at levels 1, 5, 9, zstd also 3, 6, never and always split, blosc2's "
+        "default, stored), 'default'; or names "
         "like lz4-shuffle-nosplit-5,zstd-bitshuffle-split-9 (default: default)",
     )
     p.add_argument("--chunks", type=_shape, help="chunk shape, e.g. 100,200 (default: blosc2's)")
@@ -602,12 +604,11 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
     dirs = args.meas_dirs or sorted(str(d) for d in root.glob("build/corpus-meas-full/*.meas"))
 
     def run() -> int:
-        from .general import train_general
+        from .general import GENERAL_CONFIG, train_general
 
         progress = None if args.quiet else (lambda line: print(line, flush=True))
-        trained = train_general(
-            dirs, args.output, _train_config(args), force=args.force, progress=progress
-        )
+        config = dataclasses.replace(_train_config(args), constant=GENERAL_CONFIG.constant)
+        trained = train_general(dirs, args.output, config, force=args.force, progress=progress)
         chunks = trained[0].data.nchunks
         print(f"Wrote {args.output}: comp and decomp models, {len(dirs)} datasets, {chunks} chunks")
         return 0

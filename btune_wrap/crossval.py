@@ -12,7 +12,9 @@ Two protocols (:class:`Protocol`), both over datasets (one :class:`Measurements`
     For each dataset, models trained on its even chunks (by index in the source), evaluated on
     its odd chunks (:func:`even_odd`): a user who gathers part of their own data. A dataset
     whose even half has fewer than :data:`btune_wrap.train.MIN_CHUNKS` chunks gets no model
-    (its other methods are still evaluated).
+    (its other methods are still evaluated). Its neighbours model leans on a neighbours model
+    of the *other* datasets where a user's would lean on the shipped general model (which
+    has seen every corpus dataset; :attr:`btune_wrap.train.TrainConfig.fallback`).
 
 Each fold is evaluated with :func:`btune_wrap.evaluate.evaluate` (the model, and by default
 the dataset's own fixed-best category and blosc2's defaults; genetic Btune on request), so the
@@ -41,6 +43,7 @@ from .parse import parse_choice, parse_enum
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .neighbors import NeighborsModel
     from .train import TrainConfig
 
 #: Methods evaluated beside the model unless told otherwise (genetic Btune is the slowest).
@@ -73,11 +76,14 @@ def even_odd(meas: Measurements) -> tuple[Measurements, Measurements]:
 
 @dataclass(frozen=True)
 class Fold:
-    """One dataset's turn: the models train on ``train`` and are evaluated on ``test``."""
+    """One dataset's turn: the models train on ``train`` and are evaluated on ``test``;
+    ``others`` are the other datasets (whole), which a neighbours model of ``train`` leans on
+    in place of the general model (trained on them all, this one included)."""
 
     name: str
     train: tuple[Measurements, ...]
     test: Measurements
+    others: tuple[Measurements, ...] = ()
 
     @property
     def train_chunks(self) -> int:
@@ -108,13 +114,14 @@ def folds(
     out = []
     for i, meas in enumerate(sets):
         even, odd = even_odd(meas)
+        others = tuple(m for k, m in enumerate(sets) if k != i)
         if protocol is Protocol.EVEN_ODD:
             train, test = (even,), odd
         else:
-            train = tuple(m for k, m in enumerate(sets) if k != i)
+            train = others
             test = odd if test_chunks == "odd" else meas.select(meas.chunks["chunk"], meas.name)
         if test.nchunks:
-            out.append(Fold(meas.name, train, test))
+            out.append(Fold(meas.name, train, test, others))
     return out
 
 
@@ -229,7 +236,8 @@ def crossval(
             with tempfile.TemporaryDirectory(prefix="btune-crossval-") as tmp:
                 if Method.MODEL in wanted and fold.train_chunks >= MIN_CHUNKS:
                     t0 = time.perf_counter()
-                    for trained in fit_all(list(fold.train), [perf], config):
+                    fallbacks = {perf: _fallback(fold, perf, config)}
+                    for trained in fit_all(list(fold.train), [perf], config, fallbacks=fallbacks):
                         export(trained, tmp)
                     row.update(model=True, train_s=time.perf_counter() - t0)
                 elif Method.MODEL in wanted:
@@ -259,6 +267,18 @@ def crossval(
     return CrossValidation(
         Protocol.parse(protocol), pd.concat(frames, ignore_index=True), pd.DataFrame(rows), notes
     )
+
+
+def _fallback(fold: Fold, perf: PerfMode, config: TrainConfig) -> NeighborsModel | None:
+    """What a neighbours model of one dataset's chunks leans on in this fold: a model of the
+    other datasets (never the shipped general model: it has seen this one)."""
+    from .features import measured_features
+    from .neighbors import fit_neighbors
+
+    usable = [m for m in fold.others if measured_features(m) is not None]
+    if len(fold.train) != 1 or not config.fallback or not usable:
+        return None
+    return fit_neighbors(usable, perf, config.features, prior=0.0)
 
 
 def _variant(models_dir, test: Measurements, perf: PerfMode, variant) -> pd.DataFrame:

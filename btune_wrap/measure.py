@@ -559,6 +559,8 @@ def _preflight(src: ChunkSource, selection: list[int]) -> None:
 
 def _options(src: ChunkSource, settings: _Settings, selection: list[int]) -> dict[str, object]:
     """What a resumed gather must share with the interrupted one."""
+    from .probe import EXTRA_LAYOUT
+
     return {
         "format": MEAS_FORMAT,
         "input": src.fingerprint(),
@@ -570,6 +572,7 @@ def _options(src: ChunkSource, settings: _Settings, selection: list[int]) -> dic
         "full_repeats": settings.full_repeats,
         "noise": None if settings.full_repeats else settings.noise,
         "nthreads": settings.nthreads,
+        "extra_layout": EXTRA_LAYOUT,
     }
 
 
@@ -587,6 +590,7 @@ def _reuse_complete(output: Path, options: dict[str, object]) -> Measurements:
         "full_repeats": options["full_repeats"],
         "noise": options["noise"],
         "nthreads": options["nthreads"],
+        "extra_layout": options["extra_layout"],
     }
     theirs = {
         "input": meta.get("input"),
@@ -599,6 +603,7 @@ def _reuse_complete(output: Path, options: dict[str, object]) -> Measurements:
         "full_repeats": meta.get("full_repeats", True),
         "noise": meta.get("noise"),
         "nthreads": meta.get("nthreads"),
+        "extra_layout": meta.get("extra_layout"),
     }
     differ = sorted(k for k in mine if mine[k] != theirs[k])
     if differ:
@@ -613,7 +618,7 @@ def _meta(
     src: ChunkSource, settings: _Settings, measured: int, resumed: int, elapsed: float
 ) -> dict[str, object]:
     """``meta.json`` of a gather (see ARCHITECTURE.md)."""
-    from .probe import zeros_speed
+    from .probe import EXTRA_LAYOUT, zeros_speed
 
     return {
         "format": MEAS_FORMAT,
@@ -635,6 +640,7 @@ def _meta(
         "noise": None if settings.full_repeats else settings.noise,
         "nthreads": settings.nthreads,
         "zeros_speed": zeros_speed(src.chunk_nbytes),
+        "extra_layout": EXTRA_LAYOUT,
         "resumed_chunks": resumed,
         "elapsed": round(elapsed, 3),
         "versions": _versions(),

@@ -118,8 +118,13 @@ class Measurements:
     def extra_features(self) -> np.ndarray | None:
         """``(nchunks, 6)`` float64: the probe's extended features per chunk
         (:data:`btune_wrap.probe.EXTRA_FEATURES`, in ``chunks`` order), or ``None`` for a
-        directory gathered before they were recorded."""
+        directory gathered before they were recorded or with another layout of them
+        (``meta["extra_layout"]`` other than :data:`btune_wrap.probe.EXTRA_LAYOUT`)."""
+        from .probe import EXTRA_LAYOUT
+
         cols = list(extra_chunk_columns())
+        if self.meta.get("extra_layout") != EXTRA_LAYOUT:
+            return None
         if not all(c in self.chunks.columns for c in cols):
             return None
         return self.chunks[cols].to_numpy(np.float64)

@@ -430,10 +430,13 @@ class ExtendedMeta:
     """The contents of an extended model's JSON file (``model_<mode>.ext.json``)::
 
         {"format": 1, "features": [names], "mean": [...], "std": [...],
-         "categories": [[codec, filter, clevel, splitmode], ...]}
+         "categories": [[codec, filter, clevel, splitmode], ...], "extra_layout": "2x1024/h10"}
 
     The network's input row is the features (names of :data:`btune_wrap.features.FEATURES`,
     in this order, each normalized as ``(value - mean) / std`` in float32) then the tradeoff.
+    ``extra_layout`` is the probe's :data:`~btune_wrap.probe.EXTRA_LAYOUT` the model was
+    trained with; a model using extended features of another layout (or of none recorded) is
+    refused, since its inputs would mean something else.
 
     Parameters
     ----------
@@ -481,7 +484,8 @@ class ExtendedMeta:
     @classmethod
     def from_dict(cls, doc: object, source: str = "extended model JSON") -> ExtendedMeta:
         """Validate a parsed JSON document; ``source`` names it in error messages."""
-        from .features import FEATURES
+        from .features import FEATURES, NEEDS_EXTRA
+        from .probe import EXTRA_LAYOUT
 
         if not isinstance(doc, dict):
             raise ModelError(f"{source}: expected a JSON object, got {type(doc).__name__}")
@@ -499,6 +503,13 @@ class ExtendedMeta:
             raise ModelError(
                 f"{source}: 'features'={names!r} is invalid: expected a non-empty list of "
                 f"distinct names among {list(FEATURES)}"
+            )
+        layout = doc.get("extra_layout")
+        if any(n in NEEDS_EXTRA for n in names) and layout != EXTRA_LAYOUT:
+            raise ModelError(
+                f"{source}: 'extra_layout'={layout!r} is invalid: expected {EXTRA_LAYOUT!r}, "
+                "the probe's extended features of this version (train the model again on a "
+                "gather made with it)"
             )
         norms = []
         for key in ("mean", "std"):
@@ -529,12 +540,15 @@ class ExtendedMeta:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON document (see the class documentation)."""
+        from .probe import EXTRA_LAYOUT
+
         return {
             "format": EXT_FORMAT,
             "features": list(self.features),
             "mean": list(self.mean),
             "std": list(self.std),
             "categories": [list(c.to_plugin()) for c in self.categories],
+            "extra_layout": EXTRA_LAYOUT,
         }
 
 

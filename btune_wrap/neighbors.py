@@ -7,8 +7,11 @@ of its compression ratio and of its seconds per byte in the model's mode (compre
 COMP, decompression time for DECOMP). For a new chunk it finds the ``k`` training chunks nearest
 in standardized feature space and picks the category of least mean *gain* over them
 (:func:`btune_wrap.objective.gain`: how much better each neighbour's own best category was),
-at the tradeoff asked for (blended with the whole table's mean gain, weight ``prior``, when the
-table holds one array's chunks). Training is storing the table: no TensorFlow is needed.
+at the tradeoff asked for. A table of one array's chunks blends in, with weight ``prior``, the
+expected gain of a *fallback*: a model of other data (by default the general model shipped
+with the package, :func:`general_fallback`), so that a chunk unlike every training chunk is
+not decided by neighbours that do not resemble it; without a fallback, the table's own mean
+gain. Training is storing the table: no TensorFlow is needed.
 
 Why not a network: on the real-data corpus (``benchmarks/bench_quality.py``, fast set) the
 extended network overfits the few chunks a user gathers of one dataset (mean gain 525% in COMP
@@ -20,14 +23,17 @@ odd chunks' own hindsight category (26% / 20%), and 75% / 68% leave one dataset 
 The JSON layout (``format`` 2)::
 
     {"format": 2, "kind": "neighbors", "mode": "comp", "features": [names],
-     "mean": [...], "std": [...], "neighbors": k, "prior": w,
+     "mean": [...], "std": [...], "neighbors": k, "prior": w, "extra_layout": "2x1024/h10",
      "categories": [[codec, filter, clevel, split]]}
 
-(``prior``, the weight of the table's mean gain beside the neighbours', is 0 when absent)
-
-and the table (NumPy ``.npz``): ``x`` float32 ``(n, nfeatures)``, the standardized features of
-the ``n`` training chunks; ``log_cratio`` and ``log_seconds`` float16 ``(n, ncategories)``
-(logarithms lose at most 0.8% to float16 rounding, below the timing noise).
+(``prior``, the weight of the fallback's or else the table's mean gain beside the neighbours',
+is 0 when absent), with, for a model that has a fallback,
+``"fallback": {"neighbors": k, "prior": 0, "mean": [...], "std": [...]}`` (same mode,
+features and categories); and the table (NumPy ``.npz``): ``x`` float32 ``(n, nfeatures)``,
+the standardized features of the ``n`` training chunks; ``log_cratio`` and ``log_seconds``
+float16 ``(n, ncategories)`` (logarithms lose at most 0.8% to float16 rounding, below the
+timing noise); the fallback's the same, named ``fallback_x``, ``fallback_log_cratio`` and
+``fallback_log_seconds``.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import numpy as np
 
 from .categories import Category
 from .config import PerfMode
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, invalid
 from .objective import gain, objective, parse_mode, seconds
 from .parse import parse_float, parse_int
 
@@ -66,10 +72,13 @@ MIN_NEIGHBORS = 5
 #: chunk-count curve was flat from about 50 chunks on.
 MAX_TABLE_CHUNKS = 1024
 #: The prior's weight for a table of one array's chunks (:func:`fit_neighbors`). Measured on
-#: the corpus (even chunks train, odd chunks test, mean gain COMP / DECOMP): 0 gave 24.2% /
-#: 18.5%, 0.1 gave 23.5% / 15.2%, 0.3 gave 25.3% / 18.4%; judged on a second gather of the same
-#: chunks, 28.8% / 23.6% and 28.0% / 20.0% for 0 and 0.1. Across unrelated arrays (leave one
-#: array out) 0.1 did worse than 0 (79% / 81% against 75% / 68%).
+#: the corpus (even chunks train, odd chunks test, mean gain COMP / DECOMP, 73 categories, the
+#: table's own mean as the prior): 0 gave 24.2% / 18.5%, 0.1 gave 23.5% / 15.2%, 0.3 gave
+#: 25.3% / 18.4%. With 74 categories and the fallback a model of the other arrays (as the
+#: general model is for a user's), 0.1 gave 4.4% / 6.0% against 5.4% / 7.7% with the own
+#: mean: one held-out chunk of network weights ending in zeros, unlike all 21 training chunks,
+#: cost 23% in DECOMP alone without it. Across unrelated arrays (leave one array out) a prior
+#: did worse than none (79% / 81% against 75% / 68%).
 ONE_ARRAY_PRIOR = 0.1
 
 
@@ -105,8 +114,10 @@ class NeighborsModel:
     path
         The JSON file it was loaded from (``None`` in memory).
     prior
-        Weight of the table's mean gain per category beside the neighbours' (0 to 1); see
-        :func:`fit_neighbors`.
+        Weight (0 to 1) of the fallback's expected gain per category (or, without one, of the
+        table's mean gain) beside the neighbours'; see :func:`fit_neighbors`.
+    fallback
+        A model of other data with the same mode, features and categories, or ``None``.
     """
 
     perf_mode: PerfMode
@@ -120,6 +131,7 @@ class NeighborsModel:
     log_seconds: np.ndarray
     path: Path | None = None
     prior: float = 0.0
+    fallback: NeighborsModel | None = None
 
     #: The choice never reads the probe's (timing-based) speed feature.
     reads_speed = False
@@ -153,20 +165,25 @@ class NeighborsModel:
 
     def expected_gain(self, values: np.ndarray, tradeoff: float) -> np.ndarray:
         """Mean gain of each category over the neighbours of each row of ``values`` (the
-        feature columns :attr:`features`, unstandardized), blended with the whole table's
-        (weight :attr:`prior`), float64 ``(n, ncategories)``."""
+        feature columns :attr:`features`, unstandardized), blended (weight :attr:`prior`) with
+        the fallback's expected gain or else the whole table's mean, float64
+        ``(n, ncategories)``."""
         gains, overall = self._gains(float(tradeoff))
         if self.neighbors >= len(self.x):  # every training chunk is a neighbour
-            return np.repeat(overall[None, :], len(values), axis=0)
-        from .nearest import mean_gain_of_nearest
+            out = np.repeat(overall[None, :], len(values), axis=0)
+        else:
+            from .nearest import mean_gain_of_nearest
 
-        z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
-        xt, norms = self._table
-        out = np.empty((len(z), gains.shape[1]))
-        mean_gain_of_nearest(np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out)
+            z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+            xt, norms = self._table
+            out = np.empty((len(z), gains.shape[1]))
+            mean_gain_of_nearest(np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out)
         if self.prior:
             out *= 1.0 - self.prior
-            out += self.prior * overall
+            if self.fallback is None:
+                out += self.prior * overall
+            else:
+                out += self.prior * self.fallback.expected_gain(values, tradeoff)
         return out
 
     @functools.cached_property
@@ -207,6 +224,7 @@ class NeighborsModel:
 
 
 _TABLE = ("x", "log_cratio", "log_seconds")
+_FALLBACK = "fallback_"
 
 
 def is_neighbors_doc(doc: object) -> bool:
@@ -221,6 +239,7 @@ def fit_neighbors(
     neighbors: int | None = None,
     max_chunks: int = MAX_TABLE_CHUNKS,
     prior: float | None = None,
+    fallback: NeighborsModel | None = None,
 ) -> NeighborsModel:
     """The neighbours model of ``mode`` from measurements with the extended features.
 
@@ -239,9 +258,14 @@ def fit_neighbors(
         Most chunks the table keeps, evenly spread over them in order; default
         :data:`MAX_TABLE_CHUNKS`.
     prior
-        Weight (0 to 1) of the table's mean gain per category beside the neighbours' mean
-        gain; default :data:`ONE_ARRAY_PRIOR` for one :class:`Measurements` (the chunks of
-        one array: their mean is a good prior), 0 for several (unrelated arrays).
+        Weight (0 to 1) of the fallback's expected gain per category (or, without one, of the
+        table's mean gain) beside the neighbours' mean gain; default :data:`ONE_ARRAY_PRIOR`
+        for one :class:`Measurements` (the chunks of one array, often a few dozen), 0 for
+        several (unrelated arrays).
+    fallback
+        A model of other data (same mode, features and categories; e.g.
+        :func:`general_fallback`) whose expected gain is the prior; default none (the
+        table's own mean gain). Kept only where ``prior`` > 0.
     """
     from .errors import InputError, invalid
     from .features import DEFAULT_FEATURES, FEATURES, measured_features
@@ -259,6 +283,10 @@ def fit_neighbors(
     names = tuple(features or DEFAULT_FEATURES)
     if not names or any(f not in FEATURES for f in names):
         raise InputError(invalid("features", names, f"names among {list(FEATURES)}"))
+    if fallback is not None and not _fits(fallback, perf, sets[0].categories, names):
+        shown = getattr(fallback, "perf_mode", type(fallback).__name__)
+        expected = f"a neighbours model of mode {perf.name}, these features and categories"
+        raise InputError(invalid("fallback", str(shown), expected))
     values, ratios, secs = [], [], []
     for meas in sets:
         feats = measured_features(meas)
@@ -283,12 +311,49 @@ def fit_neighbors(
     ratio, sec = (a.astype(np.float16).astype(np.float32) for a in (ratio, sec))
     return NeighborsModel(
         perf, names, mean.astype(np.float32), std.astype(np.float32), k, sets[0].categories, z,
-        ratio, sec, prior=prior,
+        ratio, sec, prior=prior, fallback=fallback if prior else None,
     )  # fmt: skip
+
+
+def _fits(model: object, perf: PerfMode, categories: Sequence[Category], features) -> bool:
+    """Whether ``model`` is a neighbours model that can be the fallback of one of ``perf``
+    with these categories and features."""
+    return (
+        isinstance(model, NeighborsModel)
+        and model.perf_mode is perf
+        and tuple(model.categories) == tuple(categories)
+        and tuple(model.features) == tuple(features)
+    )
+
+
+def general_fallback(
+    mode: str | PerfMode, categories: Sequence[Category], features: Sequence[str]
+) -> NeighborsModel | None:
+    """The general model's neighbours model of ``mode`` (:data:`btune_wrap.GENERAL_MODEL_DIR`)
+    if it has these categories and features (else ``None``): the fallback a model of one
+    array leans on."""
+    from .config import GENERAL_MODEL_DIR
+    from .model import ext_model_paths, read_model_json
+
+    perf = parse_mode(mode)
+    _, json_path = ext_model_paths(GENERAL_MODEL_DIR, perf)
+    try:
+        doc = read_model_json(json_path)
+        model = read_neighbors(json_path, doc) if is_neighbors_doc(doc) else None
+    except (ModelError, OSError):
+        return None
+    return model if _fits(model, perf, categories, features) else None
 
 
 def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
     """The JSON document of ``model`` (see the module docstring)."""
+    from .probe import EXTRA_LAYOUT
+
+    fallback = model.fallback
+    more = {} if fallback is None else {"fallback": {
+        "neighbors": fallback.neighbors, "prior": fallback.prior,
+        "mean": [float(v) for v in fallback.mean], "std": [float(v) for v in fallback.std],
+    }}  # fmt: skip
     return {
         "format": KNN_FORMAT,
         "kind": KIND,
@@ -299,56 +364,91 @@ def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
         "neighbors": model.neighbors,
         "prior": model.prior,
         "categories": [list(c.to_plugin()) for c in model.categories],
+        "extra_layout": EXTRA_LAYOUT,
+        **more,
     }
 
 
 def table_bytes(model: NeighborsModel) -> bytes:
-    """The ``.npz`` table of ``model``."""
+    """The ``.npz`` table of ``model`` (and its fallback's, names prefixed ``fallback_``)."""
+    arrays = {}
+    for prefix, m in (("", model), (_FALLBACK, model.fallback)):
+        if m is not None:
+            arrays[f"{prefix}x"] = m.x.astype(np.float32)
+            arrays[f"{prefix}log_cratio"] = m.log_cratio.astype(np.float16)
+            arrays[f"{prefix}log_seconds"] = m.log_seconds.astype(np.float16)
     buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        x=model.x.astype(np.float32),
-        log_cratio=model.log_cratio.astype(np.float16),
-        log_seconds=model.log_seconds.astype(np.float16),
-    )
+    np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
 def read_neighbors(json_path: str | os.PathLike[str], doc: dict) -> NeighborsModel:
     """The model of a parsed JSON ``doc`` (read from ``json_path``) and its ``.npz`` table
-    beside it; :class:`ModelError` naming what is wrong."""
+    beside it (with its fallback's, where the JSON has one); :class:`ModelError` naming what
+    is wrong."""
     from .model import ExtendedMeta
 
     json_path = Path(json_path)
     source = f"model metadata {str(json_path)!r}"
-    k = parse_int(f"{source}: 'neighbors'", doc.get("neighbors"), 1, error=ModelError)
-    # Absent from the first tables: no prior.
-    prior = parse_float(f"{source}: 'prior'", doc.get("prior", 0.0), 0.0, 1.0, error=ModelError)
     try:
         mode = parse_mode(doc.get("mode", ""), field=f"{source}: 'mode'")
     except ConfigError as exc:
         raise ModelError(str(exc)) from None
     meta = ExtendedMeta.from_dict({**doc, "format": 1}, source)
-    table = json_path.with_suffix(".npz")
+    sub = doc.get("fallback")
+    if sub is not None and not isinstance(sub, dict):
+        expected = "an object with 'neighbors', 'prior', 'mean' and 'std'"
+        raise ModelError(invalid(f"{source}: 'fallback'", sub, expected))
+    prefixes = ("",) if sub is None else ("", _FALLBACK)
+    tables = _read_tables(json_path.with_suffix(".npz"), source, prefixes)
+    fallback = None
+    if sub is not None:
+        where = f"{source}: 'fallback'"
+        sub_meta = ExtendedMeta.from_dict({**doc, **sub, "format": 1}, where)
+        fallback = _table_model(mode, sub_meta, sub, tables[_FALLBACK], where)
+    return _table_model(mode, meta, doc, tables[""], source, json_path, fallback)
+
+
+def _read_tables(
+    table: Path, source: str, prefixes: Sequence[str]
+) -> dict[str, tuple[np.ndarray, ...]]:
+    """The ``(x, log_cratio, log_seconds)`` arrays of each prefix in the ``.npz`` ``table``."""
     try:
         with np.load(table, allow_pickle=False) as npz:
-            x, lr, ls = (np.asarray(npz[n], np.float32) for n in _TABLE)
+            return {p: tuple(np.asarray(npz[p + n], np.float32) for n in _TABLE) for p in prefixes}
     except FileNotFoundError:
         raise ModelError(f"{source}: its table {str(table)!r} does not exist") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ModelError(f"{source}: its table {str(table)!r} cannot be read: {exc}") from None
+
+
+def _table_model(
+    mode: PerfMode,
+    meta,
+    doc: dict,
+    arrays: tuple[np.ndarray, ...],
+    source: str,
+    path: Path | None = None,
+    fallback: NeighborsModel | None = None,
+) -> NeighborsModel:
+    """A :class:`NeighborsModel` from its validated JSON ``meta``, ``doc`` (for ``neighbors``
+    and ``prior``) and table ``arrays``, checked."""
+    k = parse_int(f"{source}: 'neighbors'", doc.get("neighbors"), 1, error=ModelError)
+    # Absent from the first tables: no prior.
+    prior = parse_float(f"{source}: 'prior'", doc.get("prior", 0.0), 0.0, 1.0, error=ModelError)
+    x, lr, ls = arrays
     n = x.shape[0] if x.ndim == 2 else -1
     ncat, nfeat = len(meta.categories), len(meta.features)
     shapes_ok = x.shape == (n, nfeat) and lr.shape == ls.shape == (n, ncat) and n >= 1
     if not shapes_ok or not all(np.isfinite(a).all() for a in (x, lr, ls)):
         raise ModelError(
-            f"{source}: table {str(table)!r} is invalid: expected finite arrays x "
-            f"(n, {nfeat}), log_cratio and log_seconds (n, {ncat}); got "
-            f"{x.shape}, {lr.shape}, {ls.shape}"
+            f"{source}: its table is invalid: expected finite arrays x (n, {nfeat}), "
+            f"log_cratio and log_seconds (n, {ncat}); got {x.shape}, {lr.shape}, {ls.shape}"
         )
     return NeighborsModel(
         mode, meta.features, np.asarray(meta.mean, np.float32),
-        np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, json_path, prior=prior,
+        np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, path, prior=prior,
+        fallback=fallback,
     )  # fmt: skip
 
 

@@ -40,7 +40,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +180,12 @@ class TrainConfig:
     features
         The extended model's input columns (names of :data:`btune_wrap.features.FEATURES`).
         Default :data:`btune_wrap.features.DEFAULT_FEATURES`.
+    fallback
+        Whether a neighbours model of one dataset leans (weight
+        :data:`btune_wrap.neighbors.ONE_ARRAY_PRIOR`) on the general model shipped with the
+        package, where that has the same categories and features
+        (:func:`btune_wrap.neighbors.general_fallback`); default True. False: on its own
+        table's mean gain.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -198,6 +204,7 @@ class TrainConfig:
     extended: bool | None = None
     extended_kind: str = "neighbors"
     features: tuple[str, ...] = DEFAULT_FEATURES
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -215,6 +222,7 @@ class TrainConfig:
             set_(self, "constant", parse_bool("constant", self.constant))
         set_(self, "extended_kind", parse_choice("extended_kind", self.extended_kind, EXT_KINDS))
         set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
+        set_(self, "fallback", parse_bool("fallback", self.fallback))
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
         set_(self, "tradeoffs", parse_tradeoffs("tradeoffs", self.tradeoffs))
@@ -995,12 +1003,17 @@ def fit_all(
     config: TrainConfig,
     *,
     extended: bool | None = None,
+    fallbacks: Mapping[PerfMode, NeighborsModel | None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainedModel | NeighborsModel]:
     """Every model a models directory gets from ``measurements``: the plugin-format model of
     each mode, then the extended ones (networks, or neighbours models:
-    :attr:`TrainConfig.extended_kind`) where ``extended`` (default :func:`wants_extended`)."""
-    from .neighbors import fit_neighbors
+    :attr:`TrainConfig.extended_kind`) where ``extended`` (default :func:`wants_extended`).
+
+    A neighbours model of one dataset leans on ``fallbacks[mode]`` where given (cross
+    validation passes models of the other datasets), else on the general model
+    (:attr:`TrainConfig.fallback`)."""
+    from .neighbors import fit_neighbors, general_fallback
 
     trained: list = [fit(measurements, m, config, progress=progress) for m in modes]
     if not (wants_extended(measurements, config) if extended is None else extended):
@@ -1008,7 +1021,17 @@ def fit_all(
     if config.extended_kind == "network":
         return trained + [fit(measurements, m, config, progress=progress, extended=True)
                           for m in modes]  # fmt: skip
-    return trained + [fit_neighbors(measurements, m, config.features) for m in modes]
+
+    def fallback(mode: PerfMode) -> NeighborsModel | None:
+        if fallbacks is not None:
+            return fallbacks.get(mode)
+        if not config.fallback or len(measurements) != 1:
+            return None
+        return general_fallback(mode, measurements[0].categories, config.features)
+
+    return trained + [
+        fit_neighbors(measurements, m, config.features, fallback=fallback(m)) for m in modes
+    ]
 
 
 def train_and_export(

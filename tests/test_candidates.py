@@ -15,6 +15,7 @@ from btune_wrap.categories import (
     CATEGORY_SETS,
     DEFAULT_CATEGORIES,
     SPLIT_CATEGORIES,
+    STORED,
     TUTORIAL_CATEGORIES,
     WIDE_CATEGORIES,
     Category,
@@ -47,11 +48,21 @@ def test_sets_nest_from_the_tutorial_to_the_widest():
     assert len(TUTORIAL_CATEGORIES) == 32 and len(SPLIT_CATEGORIES) == 64
     assert set(TUTORIAL_CATEGORIES) < set(SPLIT_CATEGORIES) < set(WIDE_CATEGORIES)
     assert set(DEFAULT_CATEGORIES) <= set(WIDE_CATEGORIES)
-    # the widest: 1, 5, 9 for every codec, zstd also 3 and 6; both split modes; blosc2's default
-    levels = {c: {k.clevel for k in WIDE_CATEGORIES if k.codec is c} for c in Codec}
+    # the widest: 1, 5, 9 for every codec, zstd also 3 and 6; both split modes; blosc2's
+    # default; level 0 (stored)
+    levels = {c: {k.clevel for k in WIDE_CATEGORIES[:-1] if k.codec is c} for c in Codec}
     assert levels == {c: {1, 5, 9} for c in Codec} | {Codec.ZSTD: {1, 3, 5, 6, 9}}
-    assert len(WIDE_CATEGORIES) == 17 * 4 * 2 + 1
-    assert WIDE_CATEGORIES[-1] == BLOSC2_DEFAULT
+    assert len(WIDE_CATEGORIES) == 17 * 4 * 2 + 2
+    assert WIDE_CATEGORIES[-2:] == (BLOSC2_DEFAULT, STORED)
+
+
+def test_the_stored_category_copies_the_chunk_as_is_and_is_a_default_candidate():
+    assert STORED.name == "blosclz-nofilter-nosplit-0" and STORED.clevel == 0
+    assert STORED in DEFAULT_CATEGORIES and DEFAULT_CATEGORIES[-1] == STORED
+    data = np.arange(50_000, dtype=np.int64)  # compresses >50x with any codec at level >= 1
+    arr = blosc2.asarray(data, chunks=(10_000,), cparams=STORED.to_cparams(typesize=8))
+    np.testing.assert_array_equal(arr[:], data)
+    assert arr.schunk.cratio < 1
 
 
 def test_blosc2_default_is_the_installed_blosc2s_default_and_a_candidate():
@@ -131,3 +142,30 @@ def test_plugin_infers_with_a_model_trained_on_the_default_set(tmp_path, clean_e
                 seen.add(held[line.category][3])
     # the plugin ran categories of more than one split mode from the JSON
     assert len(seen) > 1, seen
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_both_engines_store_chunks_as_is_where_the_model_picks_level_0(
+    models_dir, tmp_path, clean_env, engine
+):
+    if engine == "native" and not plugin_support():
+        pytest.skip(plugin_support().reason)
+    from btune_wrap.infer import compress
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in models_dir.iterdir():
+        text = f.read_bytes()
+        if f.name in ("model_comp.json", "model_decomp.json"):  # every output means STORED
+            held = json.loads(text)
+            held["categories"] = [list(STORED.to_plugin())] * len(held["categories"])
+            text = json.dumps(held).encode()
+        (models / f.name).write_bytes(text)
+    data = mixed_int(8, seed=5)
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode="COMP", models_dir=models, use_inference=-1, trace=True
+    )
+    arr, trace = compress(data, config, engine, chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert [line.clevel for line in trace.inferences] == [0] * 8
+    assert arr.schunk.cratio < 1

@@ -22,7 +22,7 @@ from btune_wrap.model import (
     load_extended_model,
     load_model,
 )
-from btune_wrap.probe import EXTRA_FEATURES, ChunkProbe
+from btune_wrap.probe import EXTRA_FEATURES, EXTRA_LAYOUT, ChunkProbe
 from tests.test_engines_newest import iter_chunk_buffers
 
 from .conftest import build_training_meas, training_data
@@ -120,6 +120,43 @@ def test_old_measurements_without_the_columns_load_and_train_plugin_models_only(
         )
     with pytest.raises(InputError, match="extended features"):
         train.train_and_export([old], tmp_path / "m2", "c", train.TrainConfig(extended=True))
+
+
+def test_a_gather_of_another_feature_layout_reads_as_having_no_extended_features(
+    gathered: Path, tmp_path: Path
+) -> None:
+    meas = Measurements.load(gathered)
+    assert meas.meta["extra_layout"] == EXTRA_LAYOUT and meas.extra_features() is not None
+    for layout in ("1x2048/h13", None):  # the layout before this one; none recorded
+        meta = dict(meas.meta, extra_layout=layout)
+        old = Measurements(meta, meas.chunks.copy(), meas.results.copy())
+        assert old.extra_features() is None and measured_features(old) is None
+
+
+def test_extended_features_look_past_the_start_of_the_chunk() -> None:
+    """A chunk whose start is noise and whose second half is zeros (one block: the plugin's
+    probe sees only its first 8 KB) shows its zeros in the extended features."""
+    rng = np.random.default_rng(4)
+    noisy = rng.integers(0, 2**62, size=5000, dtype=np.int64)
+    half = noisy.copy()
+    half[2500:] = 0
+    chunks = np.stack([noisy.view(np.uint8), half.view(np.uint8)])
+    plain = ChunkProbe(chunks.shape[1], 8, chunks.shape[1], extra=True).many(chunks)
+    zero_share = plain.extra[:, EXTRA_FEATURES.index("zero_share")]
+    assert plain.cratio[0] == plain.cratio[1]  # the plugin's window: the same noise
+    assert zero_share[0] < 0.05 and zero_share[1] > 0.4
+
+
+def test_an_extended_model_of_another_feature_layout_is_refused(trained: dict) -> None:
+    _, js = ext_model_paths(trained["dir"], "COMP")
+    doc = json.loads(js.read_text())
+    assert doc["extra_layout"] == EXTRA_LAYOUT
+    for layout in ("1x2048/h13", None):
+        with pytest.raises(ModelError, match=r"'extra_layout'=.*expected '2x1024/h10'"):
+            ExtendedMeta.from_dict({**doc, "extra_layout": layout})
+    # a model of the plugin's feature and the dtype alone does not depend on the layout
+    plain = {**doc, "features": ["cratio", "log2_typesize"], "mean": [0, 0], "std": [1, 1]}
+    ExtendedMeta.from_dict({**plain, "extra_layout": None})
 
 
 def test_few_chunks_train_no_extended_network_unless_asked(gathered: Path, tmp_path: Path) -> None:

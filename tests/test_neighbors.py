@@ -289,3 +289,77 @@ def test_a_table_without_a_prior_has_none_and_a_bad_prior_is_refused(
             load_engine_model(copy, "comp")
     with pytest.raises(InputError, match="prior"):
         fit_neighbors(Measurements.load(gathered), "comp", prior=2.0)
+
+
+def test_a_model_of_one_array_leans_on_its_fallback_at_the_priors_weight(
+    gathered: Path, tmp_path: Path
+) -> None:
+    from btune_wrap.neighbors import read_neighbors, write_neighbors
+
+    meas = Measurements.load(gathered)
+    ids = meas.chunks["chunk"].to_numpy()
+    even, odd = (meas.select(ids[ids % 2 == r], label=f"{r}") for r in (0, 1))
+    other = fit_neighbors(odd, "comp", prior=0.0)  # a model of other chunks
+    own = fit_neighbors(even, "comp", prior=0.0)
+    x = measured_features(meas)[:, [FEATURES.index(f) for f in DEFAULT_FEATURES]]
+    for t in (0.0, 0.5, 1.0):
+        leaning = fit_neighbors(even, "comp", prior=1.0, fallback=other)
+        np.testing.assert_array_equal(leaning.expected_gain(x, t), other.expected_gain(x, t))
+    half = fit_neighbors(even, "comp", prior=0.5, fallback=other)
+    np.testing.assert_allclose(
+        half.expected_gain(x, 0.5),
+        0.5 * own.expected_gain(x, 0.5) + 0.5 * other.expected_gain(x, 0.5),
+    )
+    assert fit_neighbors(even, "comp", prior=0.0, fallback=other).fallback is None
+    # in its files, and back: the same choices
+    js = tmp_path / "model_comp.ext.json"
+    write_neighbors(half, js)
+    doc = json.loads(js.read_text())
+    assert doc["fallback"]["neighbors"] == other.neighbors and doc["prior"] == 0.5
+    back = read_neighbors(js, doc)
+    assert back.fallback is not None and back.fallback.prior == 0.0
+    np.testing.assert_array_equal(back.expected_gain(x, 0.5), half.expected_gain(x, 0.5))
+    # a table without the fallback's rows is refused, naming the table
+    with np.load(js.with_suffix(".npz")) as npz:
+        kept = {n: npz[n] for n in ("x", "log_cratio", "log_seconds")}
+    np.savez(js.with_suffix(".npz"), **kept)
+    with pytest.raises(ModelError, match="cannot be read"):
+        read_neighbors(js, doc)
+    # a fallback of another mode (or categories) is refused before anything is fitted
+    with pytest.raises(InputError, match="fallback"):
+        fit_neighbors(even, "decomp", fallback=other)
+
+
+def test_the_general_models_tables_are_the_fallback_of_models_of_its_categories() -> None:
+    from btune_wrap import GENERAL_MODEL_DIR
+    from btune_wrap.categories import DEFAULT_CATEGORIES
+    from btune_wrap.neighbors import general_fallback
+
+    for mode in ("comp", "decomp"):
+        model = general_fallback(mode, DEFAULT_CATEGORIES, DEFAULT_FEATURES)
+        assert model is not None and model.path.parent == GENERAL_MODEL_DIR
+        assert model.perf_mode.name.lower() == mode and model.prior == 0.0
+    assert general_fallback("comp", DEFAULT_CATEGORIES[:4], DEFAULT_FEATURES) is None
+    assert general_fallback("comp", DEFAULT_CATEGORIES, DEFAULT_FEATURES[:3]) is None
+
+
+def test_training_one_array_of_the_default_categories_leans_on_the_general_model(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("tensorflow")
+    from btune_wrap import GENERAL_MODEL_DIR
+    from btune_wrap.categories import DEFAULT_CATEGORIES
+    from btune_wrap.config import PerfMode
+    from btune_wrap.train import TrainConfig, fit_all
+
+    meas = Measurements.load(
+        build_training_meas(tmp_path, nchunks=12, categories=DEFAULT_CATEGORIES)
+    )
+    for fallback in (True, False):
+        config = TrainConfig(**QUICK, fallback=fallback)
+        ext = fit_all([meas], [PerfMode.DECOMP], config)[-1]
+        assert isinstance(ext, NeighborsModel) and ext.prior == ONE_ARRAY_PRIOR
+        if fallback:
+            assert ext.fallback is not None and ext.fallback.path.parent == GENERAL_MODEL_DIR
+        else:
+            assert ext.fallback is None
