@@ -293,7 +293,8 @@ def fit_neighbors(
         if feats is None:
             raise InputError(
                 f"measurements {meas.name!r} lack the probe's extended features (gathered "
-                "before they were recorded): gather again to train a neighbours model"
+                "before they were recorded, or with another layout of them): gather again to "
+                "train a neighbours model"
             )
         nbytes, cbytes, ctime, dtime = meas.matrices()
         values.append(feats[:, [FEATURES.index(f) for f in names]])

@@ -711,7 +711,8 @@ def fit(
 
 _NO_EXTENDED = (
     "the measurements lack the extended features (columns of btune_wrap.probe.EXTRA_FEATURES "
-    "in chunks.parquet, or 'dtype' in meta.json): gather again to train an extended model"
+    "in chunks.parquet of the layout btune_wrap.probe.EXTRA_LAYOUT, or 'dtype' in meta.json): "
+    "gather again to train an extended model"
 )
 
 
