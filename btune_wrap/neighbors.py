@@ -76,9 +76,9 @@ MAX_TABLE_CHUNKS = 1024
 #: table's own mean as the prior): 0 gave 24.2% / 18.5%, 0.1 gave 23.5% / 15.2%, 0.3 gave
 #: 25.3% / 18.4%. With 74 categories and the fallback a model of the other arrays (as the
 #: general model is for a user's), 0.1 gave 4.4% / 6.0% against 5.4% / 7.7% with the own
-#: mean: one held-out chunk of network weights ending in zeros, unlike all 21 training chunks,
-#: cost 23% in DECOMP alone without it. Across unrelated arrays (leave one array out) a prior
-#: did worse than none (79% / 81% against 75% / 68%).
+#: mean (ocr_rec_weights in DECOMP: 11% against 23%, most of it one held-out chunk of weights
+#: ending in zeros, unlike all 21 training chunks). Across unrelated arrays (leave one array
+#: out) a prior did worse than none (79% / 81% against 75% / 68%).
 ONE_ARRAY_PRIOR = 0.1
 
 
