@@ -592,7 +592,10 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
         description="Train the comp and decomp models on every chunk of the given measurement "
         "directories (default: the corpus gathers build/corpus-meas-full/*.meas made by "
         "benchmarks/bench_quality.py --full) and write them, with provenance.json, into the "
-        "package (btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR).",
+        "package (btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR). The "
+        "plugin-format networks are constant (the best category over the corpus at each "
+        "tradeoff: btune_wrap.general.GENERAL_CONFIG); the Python engine's neighbours models "
+        "read every chunk.",
     )
     p.add_argument("meas_dirs", nargs="*", metavar="MEAS_DIR", help="measurement directories")
     p.add_argument("--output", default=str(GENERAL_MODEL_DIR), help="models directory")

@@ -275,10 +275,10 @@ def _fallback(fold: Fold, perf: PerfMode, config: TrainConfig) -> NeighborsModel
     from .features import measured_features
     from .neighbors import fit_neighbors
 
-    usable = [m for m in fold.others if measured_features(m) is not None]
-    if len(fold.train) != 1 or not config.fallback or not usable:
+    if len(fold.train) != 1 or not config.fallback:  # several datasets train: no prior
         return None
-    return fit_neighbors(usable, perf, config.features, prior=0.0)
+    usable = [m for m in fold.others if measured_features(m) is not None]
+    return fit_neighbors(usable, perf, config.features, prior=0.0) if usable else None
 
 
 def _variant(models_dir, test: Measurements, perf: PerfMode, variant) -> pd.DataFrame:

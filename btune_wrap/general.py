@@ -32,11 +32,11 @@ from .train import TrainConfig, TrainedModel, train_and_export
 PROVENANCE_FILE = "provenance.json"
 #: How the general model trains by default: seed 0, and the plugin-format network *constant*
 #: (the category best on average over the corpus at each tradeoff; the extended neighbours
-#: model is unchanged). Measured leave one array out on the corpus (74 categories): the
-#: network of the plugin's cratio feature chose 1495% / 432% worse than the per-chunk best
-#: (COMP / DECOMP; it stored chunks as is where they compressed 30x), the constant one 62% /
-#: 59%: on data of a kind it has not seen, one number about the chunk misleads more than it
-#: tells.
+#: model is unchanged). Measured leave one array out on the corpus (74 categories,
+#: ``benchmarks/bench_quality.py``, ``general_plugin``): the network of the plugin's cratio
+#: feature chose 1495% / 432% worse than the per-chunk best (COMP / DECOMP; it stored chunks as
+#: is where they compressed 30x), the constant one 62% / 53%: on data of a kind it has not
+#: seen, one number about the chunk misleads more than it tells.
 GENERAL_CONFIG = TrainConfig(constant=True)
 #: Files of a trained models directory left out of the package (plots).
 _LEFT_OUT = (".png",)

@@ -60,6 +60,7 @@ from .parse import parse_float, parse_int
 
 if TYPE_CHECKING:
     from .measurements import Measurements
+    from .model import ExtendedMeta
 
 #: Version of the neighbours model's JSON layout (the network's extended JSON is format 1).
 KNN_FORMAT = 2
@@ -425,7 +426,7 @@ def _read_tables(
 
 def _table_model(
     mode: PerfMode,
-    meta,
+    meta: ExtendedMeta,
     doc: dict,
     arrays: tuple[np.ndarray, ...],
     source: str,

@@ -467,9 +467,9 @@ def _extra_features(
     """
     nbytes = row.size
     group = 8 * ts
-    bs = max(nbytes // nwindows // group * group, group)
-    nblocks = (nbytes + bs - 1) // bs
-    nsample = min(nblocks, nwindows)
+    step = max(nbytes // nwindows // group * group, group)  # between window starts
+    nsteps = (nbytes + step - 1) // step
+    nsample = min(nsteps, nwindows)
     hist[:] = 0
     e_shuf = 0.0
     e_bit = 0.0
@@ -479,9 +479,8 @@ def _extra_features(
     items = 0
     shuffled, other = scratch[0], scratch[1]
     for k in range(nsample):
-        j = k * nblocks // nsample
-        start = j * bs
-        n = min(bs, nbytes - start, window)
+        start = k * nsteps // nsample * step
+        n = min(step, nbytes - start, window)
         nelem = n // ts // 8 * 8
         if nelem == 0:
             est = _estimate(row, start, n, EXTRA_HASH_LOG) if n > 12 else np.float32(1.0)
