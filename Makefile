@@ -47,7 +47,7 @@ $(NEWEST_STAMP): pyproject.toml constraints-newest.txt
 	rm -rf $(NEWEST)
 	$(PYTHON) -m venv $(NEWEST)
 	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt pip setuptools
-	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt -e . pytest h5py hdf5plugin
+	$(NEWEST)/bin/python -m pip install -q -c constraints-newest.txt -e . pytest pytest-timeout h5py hdf5plugin
 	touch $(NEWEST_STAMP)
 
 test-newest: $(STAMP) $(NEWEST_STAMP)

@@ -49,6 +49,7 @@ def run_isolated(
     doing: str = "",
     error: type[ChildCrashError] = ChildCrashError,
     env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Call ``func(*args, **kwargs)`` in a fresh child interpreter and return its result.
 
@@ -66,11 +67,15 @@ def run_isolated(
         The :class:`ChildCrashError` subclass raised when a signal kills the child.
     env
         Variables set in the child's environment on top of this process's (default none).
+    timeout
+        Seconds the child may run before it is killed and ``error`` raised, for calls that
+        can hang on bad input (default None: no limit).
 
     Raises
     ------
     ChildCrashError (or ``error``)
-        The child was killed by a signal (the message names it) or ended without a result.
+        The child was killed by a signal (the message names it), ended without a result or
+        ran past ``timeout``.
     Exception
         The exception ``func`` raised in the child, of the same class when it pickles (the
         child's traceback is attached as a note), else a :class:`BtuneWrapError` quoting it.
@@ -83,7 +88,13 @@ def run_isolated(
             pickle.dump((func, tuple(args), dict(kwargs or {})), fh, protocol=5)
         command = [sys.executable, "-c", _BOOT, _ROOT, str(payload), str(result)]
         child_env = {**os.environ, **env} if env else None
-        returncode, stderr = _wait(subprocess.Popen(command, stderr=subprocess.PIPE, env=child_env))
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, env=child_env)
+        try:
+            returncode, stderr = _wait(proc, timeout)
+        except subprocess.TimeoutExpired:
+            late = f"{what} did not finish within {timeout:g} s"
+            late += f" while {doing}" if doing else ""
+            raise error(late + "; its child process was stopped") from None
         outcome = _read(result)
     if outcome is None:
         raise error(_crash_message(what, doing, returncode, stderr))
@@ -99,10 +110,11 @@ def run_isolated(
     raise BtuneWrapError(f"{what} failed in its child process: {exc}")
 
 
-def _wait(proc: subprocess.Popen) -> tuple[int, str]:
-    """The child's exit code and stderr; the child dies with us (Ctrl-C, any exception)."""
+def _wait(proc: subprocess.Popen, timeout: float | None) -> tuple[int, str]:
+    """The child's exit code and stderr; the child dies with us (Ctrl-C, any exception) and
+    when it runs past ``timeout`` seconds (``subprocess.TimeoutExpired``)."""
     try:
-        _, err = proc.communicate()
+        _, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()

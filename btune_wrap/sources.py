@@ -431,6 +431,11 @@ def _open_blosc2(name: str, file: Path, chunks, blocks) -> ChunkSource:
     raise InputError(f"input {name!r}: blosc2 opened a {type(obj).__name__}: expected an array")
 
 
+#: Seconds the child reading a Blosc2 file may take before the file counts as unreadable: a
+#: minute, plus a second per 10 MB (blosc2 decompresses at GB/s; this leaves room for a slow
+#: disk). Should a corrupted frame make blosc2 loop instead of crash, the gather stops too.
+_CHECK_SECONDS = 60.0
+_CHECK_BYTES_PER_SECOND = 10e6
 #: Fingerprints (path, size, mtime, inode) of Blosc2 files that opened and read in a child.
 _SOUND_FILES: set[tuple[str, int, int, int]] = set()
 
@@ -442,7 +447,8 @@ def check_blosc2_file(name: str, file: Path) -> None:
     overwritten: 31 header and trailer offsets abort on open with ``free(): invalid pointer``,
     SIGFPE or SIGSEGV, and two more offsets inside a chunk crash on reading it), so the child
     opens the file and decompresses every chunk. A file that passes is remembered by its
-    fingerprint for the life of the process; a crash becomes an :class:`InputError` naming it.
+    fingerprint for the life of the process; a crash, or a read that does not end within a
+    minute plus a second per 10 MB, becomes an :class:`InputError` naming it.
     """
     from .errors import ChildCrashError
     from .isolate import run_isolated
@@ -452,7 +458,13 @@ def check_blosc2_file(name: str, file: Path) -> None:
     if key in _SOUND_FILES:
         return
     try:
-        run_isolated(read_blosc2_file, (str(file),), what="blosc2", doing=f"reading {name!r}")
+        run_isolated(
+            read_blosc2_file,
+            (str(file),),
+            what="blosc2",
+            doing=f"reading {name!r}",
+            timeout=_CHECK_SECONDS + stat.st_size / _CHECK_BYTES_PER_SECOND,
+        )
     except ChildCrashError as exc:
         raise InputError(
             f"input {name!r} is not a readable Blosc2 file (corrupted?): {exc}"

@@ -69,6 +69,16 @@ def test_an_abort_in_the_child_is_a_child_crash_error_by_default():
     assert isinstance(info.value, BtuneWrapError)
 
 
+def test_a_child_past_its_timeout_is_stopped_and_named():
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ChildCrashError, match=r"the nap did not finish within 2 s while sleeping"):
+        run_isolated(time.sleep, (600,), what="the nap", doing="sleeping", timeout=2)
+    # Far below the 600 s nap even on a loaded machine: the child was stopped, not awaited.
+    assert time.monotonic() - started < 120
+
+
 def test_arguments_and_result_cross_to_the_child_and_back():
     data = np.arange(10_000, dtype=np.int64)
     out = run_isolated(describe, (data[::2],), {"scale": 3})
@@ -197,8 +207,13 @@ def _corrupted_files(tmp_path: Path) -> list[tuple[Path, int]]:
         data[off] ^= 0xFF
         bad = tmp_path / f"bad_{off}.b2nd"
         bad.write_bytes(bytes(data))
-        plain = subprocess.run([sys.executable, "-c", RAW_READ, str(bad)], capture_output=True)
-        files.append((bad, plain.returncode))
+        try:
+            plain = subprocess.run(
+                [sys.executable, "-c", RAW_READ, str(bad)], capture_output=True, timeout=120
+            )
+            files.append((bad, plain.returncode))
+        except subprocess.TimeoutExpired:  # a hang is as bad as a crash
+            files.append((bad, -signal.SIGKILL))
     return files
 
 
