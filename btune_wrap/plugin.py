@@ -244,7 +244,8 @@ def write_tuned(
 
     The plugin runs in a child process (:func:`btune_wrap.isolate.run_isolated`) on an owned,
     C-contiguous copy of the data: whatever it does there costs this call a
-    :class:`PluginCrashError`, never the caller's process.
+    :class:`PluginCrashError`, never the caller's process (a child that runs for longer than
+    two minutes plus a second per MB is stopped, as stuck).
 
     Parameters
     ----------
@@ -352,6 +353,13 @@ def _layout(data: np.ndarray, chunks, blocks, nthreads) -> dict[str, object]:
     return layout
 
 
+#: Seconds a plugin child may run: two minutes, plus a second per MB of each configuration's
+#: write. Genetic Btune writes tens of MB/s here at its slowest (zstd 9 + bitshuffle); a child
+#: under 1 MB/s is stuck, and is stopped rather than awaited forever.
+_PLUGIN_SECONDS = 120.0
+_PLUGIN_BYTES_PER_SECOND = 1e6
+
+
 def _run_plugin(
     data: np.ndarray,
     configs: list[BtuneConfig],
@@ -360,7 +368,8 @@ def _run_plugin(
     *,
     urlpath: str | os.PathLike[str] | None | bool,
 ) -> list[tuple[str, tuple | None]]:
-    """:func:`plugin_writes` in a child process; a crash there becomes a PluginCrashError.
+    """:func:`plugin_writes` in a child process; a crash there, or a child still running after
+    :data:`_PLUGIN_SECONDS` plus a second per MB written, becomes a PluginCrashError.
 
     ``target`` is the temporary file written for ``urlpath``; ``urlpath=None`` keeps the
     result in memory, ``False`` keeps nothing.
@@ -375,6 +384,7 @@ def _run_plugin(
         doing=f"writing a {data.shape} {data.dtype} array{where}; nothing was written",
         error=PluginCrashError,
         env=_loader_env(),
+        timeout=_PLUGIN_SECONDS + len(configs) * data.nbytes / _PLUGIN_BYTES_PER_SECOND,
     )
 
 
