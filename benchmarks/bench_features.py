@@ -50,8 +50,8 @@ SETS = {
     "+ typesize, kind": ("cratio", "log2_typesize", "kind_float", "kind_signed"),
     "+ filter probes": ("cratio", "shuffle_cratio", "bitshuffle_cratio", "bytedelta_cratio"),
     "+ byte stats": ("cratio", "zero_share", "low_entropy", "high_entropy"),
-    "typesize, kind, filter probes": ft.DEFAULT_FEATURES,
-    "all": ft.FEATURES,
+    "typesize, kind, filter probes": ("cratio", *ft.DTYPE_FEATURES, *ft.EXTRA_FEATURES[:3]),
+    "all (the default)": ft.FEATURES,
 }
 
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.learner == "net":
         ext = {n: with_extra(m, probe.EXTRA_WINDOW, probe.EXTRA_WINDOWS) for n, m in meas.items()}
         sets = {k: SETS[k] for k in ("plugin (cratio)", "+ typesize, kind")}
-        sets["typesize, kind, filter probes"] = ft.DEFAULT_FEATURES
+        sets["typesize, kind, filter probes"] = SETS["typesize, kind, filter probes"]
         table = evaluate_net(ext, sets, args.protocols.split(","))
         table.to_csv(args.out / "gain_net.csv", index=False)
         summary = table.pivot_table(index="set", columns=["protocol", "mode"], values="gain")

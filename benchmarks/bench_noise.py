@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from bench_quality import ROOT, gathered
 
+from btune_wrap.features import DEFAULT_FEATURES
+from btune_wrap.general import general_neighbors
 from btune_wrap.measurements import Measurements
 from btune_wrap.neighbors import fit_neighbors
 from btune_wrap.objective import TRADEOFFS, gain, hindsight_best, objective_matrix
@@ -65,7 +67,7 @@ def noise_row(
     odd = ids % 2 == 1
     ja = objective_matrix(*ma, mode, TRADEOFFS)[:, odd]
     jb = objective_matrix(*mb, mode, TRADEOFFS)[:, odd]
-    fallback = fit_neighbors(others, mode, prior=0.0) if others else None
+    fallback = general_neighbors(others, mode, DEFAULT_FEATURES) if others else None
     model = fit_neighbors(a.select(ids[~odd]), mode, fallback=fallback)
     cratio, extra = a.features()[odd, 0], a.extra_features()[odd]
     tops = np.array(

@@ -516,13 +516,16 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
-def _train_config(args: argparse.Namespace):
-    """The :class:`~btune_wrap.train.TrainConfig` of the training options."""
+def _train_config(args: argparse.Namespace, base=None):
+    """The :class:`~btune_wrap.train.TrainConfig` of the training options, on top of ``base``
+    (default ``TrainConfig()``)."""
     from .train import TrainConfig
 
     given = {"hidden": args.hidden, "epochs": args.epochs, "seed": args.seed}
-    return TrainConfig(
-        **{k: v for k, v in given.items() if v is not None}, use_speed=args.use_speed
+    return dataclasses.replace(
+        base or TrainConfig(),
+        **{k: v for k, v in given.items() if v is not None},
+        use_speed=args.use_speed,
     )
 
 
@@ -594,8 +597,8 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
         "benchmarks/bench_quality.py --full) and write them, with provenance.json, into the "
         "package (btune_wrap/models/general, i.e. btune_wrap.GENERAL_MODEL_DIR). The "
         "plugin-format networks are constant (the best category over the corpus at each "
-        "tradeoff: btune_wrap.general.GENERAL_CONFIG); the Python engine's neighbours models "
-        "read every chunk.",
+        "tradeoff) and the Python engine's neighbours models keep every chunk and consult "
+        "2 sqrt(n) of them by distance-weighted mean (btune_wrap.general.GENERAL_CONFIG).",
     )
     p.add_argument("meas_dirs", nargs="*", metavar="MEAS_DIR", help="measurement directories")
     p.add_argument("--output", default=str(GENERAL_MODEL_DIR), help="models directory")
@@ -610,7 +613,7 @@ def train_general_main(argv: Sequence[str] | None = None) -> int:
         from .general import GENERAL_CONFIG, train_general
 
         progress = None if args.quiet else (lambda line: print(line, flush=True))
-        config = dataclasses.replace(_train_config(args), constant=GENERAL_CONFIG.constant)
+        config = _train_config(args, GENERAL_CONFIG)
         trained = train_general(dirs, args.output, config, force=args.force, progress=progress)
         chunks = trained[0].data.nchunks
         print(f"Wrote {args.output}: comp and decomp models, {len(dirs)} datasets, {chunks} chunks")

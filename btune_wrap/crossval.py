@@ -273,12 +273,12 @@ def _fallback(fold: Fold, perf: PerfMode, config: TrainConfig) -> NeighborsModel
     """What a neighbours model of one dataset's chunks leans on in this fold: a model of the
     other datasets (never the shipped general model: it has seen this one)."""
     from .features import measured_features
-    from .neighbors import fit_neighbors
+    from .general import general_neighbors
 
     if len(fold.train) != 1 or not config.fallback:  # several datasets train: no prior
         return None
     usable = [m for m in fold.others if measured_features(m) is not None]
-    return fit_neighbors(usable, perf, config.features, prior=0.0) if usable else None
+    return general_neighbors(usable, perf, config.features) if usable else None
 
 
 def _variant(models_dir, test: Measurements, perf: PerfMode, variant) -> pd.DataFrame:

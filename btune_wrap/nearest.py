@@ -4,8 +4,7 @@ A module of its own so that importing :mod:`btune_wrap.neighbors` does not load 
 search compiles on first use, and its machine code is cached on disk). In NumPy the search cost
 8.7 us per chunk decided (600 training chunks, 73 categories, batches of 128 chunks: the
 distance product, ``argpartition`` and the gather of the neighbours' gains); compiled it costs
-about a third of that, which is what lets the engine write 40 KB chunks at 0.8x of
-``blosc2.asarray`` (``benchmarks/bench_infer.py``).
+about a third of that (``benchmarks/bench_infer.py`` measures it in the engine).
 """
 
 from __future__ import annotations
@@ -15,9 +14,13 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def mean_gain_of_nearest(z, xt, norms, gains, k, out):  # pragma: no cover - compiled
+def mean_gain_of_nearest(z, xt, norms, gains, k, out, gaussian=False):  # pragma: no cover
     """For each row of ``z`` (standardized features, ``(n, f)``), the mean of the ``gains``
     rows (``(m, c)``) of the ``k`` training rows nearest to it, into ``out`` (``(n, c)``).
+
+    With ``gaussian`` the mean is weighted: ``exp(-(d / d_k)**2)`` for a neighbour at distance
+    ``d``, ``d_k`` the k-th neighbour's (1 for all when ``d_k`` is 0), so that the nearest
+    count most and the farthest about a third as much.
 
     ``xt`` holds the training rows' features transposed (``(f, m)``: the distance loop then
     runs along rows, 2.5x faster than along features) and ``norms`` their squared norms. Ties
@@ -53,9 +56,21 @@ def mean_gain_of_nearest(z, xt, norms, gains, k, out):  # pragma: no cover - com
                 size += 1
         acc = out[i]
         acc[:] = 0.0
+        total = 0.0
+        zz = 0.0
+        far = 0.0
+        if gaussian:
+            # near_d holds |x|^2 - 2 z.x: |z|^2 more is the squared distance.
+            for j in range(f):
+                zz += z[i, j] * z[i, j]
+            far = max(near_d[k - 1] + zz, 0.0)
         for t in range(k):
+            w = 1.0
+            if gaussian and far > 0.0:
+                w = np.exp(-max(near_d[t] + zz, 0.0) / far)
+            total += w
             row = gains[near_r[t]]
             for q in range(c):
-                acc[q] += row[q]
+                acc[q] += w * row[q]
         for q in range(c):
-            acc[q] /= k
+            acc[q] /= total

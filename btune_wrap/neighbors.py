@@ -7,30 +7,34 @@ of its compression ratio and of its seconds per byte in the model's mode (compre
 COMP, decompression time for DECOMP). For a new chunk it finds the ``k`` training chunks nearest
 in standardized feature space and picks the category of least mean *gain* over them
 (:func:`btune_wrap.objective.gain`: how much better each neighbour's own best category was),
-at the tradeoff asked for. A table of one array's chunks blends in, with weight ``prior``, the
-expected gain of a *fallback*: a model of other data (by default the general model shipped
-with the package, :func:`general_fallback`), so that a chunk unlike every training chunk is
-not decided by neighbours that do not resemble it; without a fallback, the table's own mean
-gain. Training is storing the table: no TensorFlow is needed.
+at the tradeoff asked for; the nearer neighbours count more (``weighting``). A table of one
+array's chunks blends in, with weight ``prior``, the expected gain of a *fallback*: a model of
+other data (by default the general model shipped with the package, :func:`general_fallback`),
+so that a chunk unlike every training chunk is not decided by neighbours that do not resemble
+it; without a fallback, the table's own mean gain. Training is storing the table: no
+TensorFlow is needed.
 
 Why not a network: on the real-data corpus (``benchmarks/bench_quality.py``, fast set) the
 extended network overfits the few chunks a user gathers of one dataset (mean gain 525% in COMP
 on odd chunks, trained on the ~14 even ones, against 32% for the single category best on those
 chunks), and it did worse than the plugin's network on data of a kind it never saw. The
-neighbours of the least mean gain measured 24% (COMP) / 18.5% (DECOMP) per dataset, below the
-odd chunks' own hindsight category (26% / 20%), and 75% / 68% leave one dataset out.
+neighbours of the least mean gain measured 24% (COMP) / 18.5% (DECOMP) per dataset then, below
+the odd chunks' own hindsight category (26% / 20%), and 75% / 68% leave one dataset out; with
+74 categories, the fallback and distance weights, 3.4% / 5.5% per array and 11.4% / 12.8% leave
+one array out (``benchmarks/README.md``).
 
 The JSON layout (``format`` 2)::
 
     {"format": 2, "kind": "neighbors", "mode": "comp", "features": [names],
-     "mean": [...], "std": [...], "neighbors": k, "prior": w, "extra_layout": "2x1024/h10",
-     "categories": [[codec, filter, clevel, split]]}
+     "mean": [...], "std": [...], "neighbors": k, "prior": w, "weighting": "gaussian",
+     "extra_layout": "2x1024/h10", "categories": [[codec, filter, clevel, split]]}
 
 (``prior``, the weight of the fallback's or else the table's mean gain beside the neighbours',
-is 0 when absent), with, for a model that has a fallback,
-``"fallback": {"neighbors": k, "prior": 0, "mean": [...], "std": [...]}`` (same mode,
-features and categories); and the table (NumPy ``.npz``): ``x`` float32 ``(n, nfeatures)``,
-the standardized features of the ``n`` training chunks; ``log_cratio`` and ``log_seconds``
+is 0 when absent; ``weighting``, :data:`WEIGHTINGS`, is ``"uniform"`` when absent), with, for a
+model that has a fallback, ``"fallback": {"neighbors": k, "prior": 0, "weighting": ...,
+"mean": [...], "std": [...]}`` (same mode, features and categories); and the table (NumPy
+``.npz``): ``x`` float32 ``(n, nfeatures)``, the standardized features of the ``n`` training
+chunks; ``log_cratio`` and ``log_seconds``
 float16 ``(n, ncategories)`` (logarithms lose at most 0.8% to float16 rounding, below the
 timing noise); the fallback's the same, named ``fallback_x``, ``fallback_log_cratio`` and
 ``fallback_log_seconds``.
@@ -56,7 +60,7 @@ from .categories import Category
 from .config import PerfMode
 from .errors import ConfigError, ModelError, invalid
 from .objective import gain, objective, parse_mode, seconds
-from .parse import parse_float, parse_int
+from .parse import parse_choice, parse_float, parse_int
 
 if TYPE_CHECKING:
     from .measurements import Measurements
@@ -83,12 +87,19 @@ MAX_TABLE_CHUNKS = 1024
 ONE_ARRAY_PRIOR = 0.1
 
 
-def default_neighbors(nchunks: int) -> int:
-    """``max(5, round(sqrt(n)))`` of ``n`` training chunks, at most ``n``: 5 for the few dozen
-    chunks of one dataset, ~17 for the 300 of the corpus. Measured on the corpus: fewer (3, 4)
-    let single noisy chunks decide (mean gain 49-72% in COMP per dataset), a fixed 20 was as good
-    on unseen kinds of data and worse on a user's own (34% / 21% per dataset)."""
-    return max(1, min(nchunks, max(MIN_NEIGHBORS, round(math.sqrt(nchunks)))))
+#: How the neighbours' gains are averaged: ``"uniform"`` (a plain mean) or ``"gaussian"``
+#: (weights ``exp(-(d / d_k)**2)``, :func:`btune_wrap.nearest.mean_gain_of_nearest`).
+WEIGHTINGS = ("uniform", "gaussian")
+
+
+def default_neighbors(nchunks: int, scale: float = 1.0) -> int:
+    """``max(5, round(scale * sqrt(n)))`` of ``n`` training chunks, at most ``n``: with
+    ``scale`` 1 (default), 5 for the few dozen chunks of one dataset, ~17 for the 300 of the
+    corpus. Measured on the corpus: fewer (3, 4) let single noisy chunks decide (mean gain
+    49-72% in COMP per dataset), a fixed 20 was as good on unseen kinds of data and worse on a
+    user's own (34% / 21% per dataset). The general model takes more (``scale`` 2, see
+    :data:`btune_wrap.general.GENERAL_CONFIG`)."""
+    return max(1, min(nchunks, max(MIN_NEIGHBORS, round(scale * math.sqrt(nchunks)))))
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +130,8 @@ class NeighborsModel:
         table's mean gain) beside the neighbours'; see :func:`fit_neighbors`.
     fallback
         A model of other data with the same mode, features and categories, or ``None``.
+    weighting
+        How the neighbours' gains are averaged (:data:`WEIGHTINGS`); default ``"uniform"``.
     """
 
     perf_mode: PerfMode
@@ -133,6 +146,7 @@ class NeighborsModel:
     path: Path | None = None
     prior: float = 0.0
     fallback: NeighborsModel | None = None
+    weighting: str = "uniform"
 
     #: The choice never reads the probe's (timing-based) speed feature.
     reads_speed = False
@@ -165,12 +179,13 @@ class NeighborsModel:
         return any(f in NEEDS_EXTRA for f in self.features)
 
     def expected_gain(self, values: np.ndarray, tradeoff: float) -> np.ndarray:
-        """Mean gain of each category over the neighbours of each row of ``values`` (the
-        feature columns :attr:`features`, unstandardized), blended (weight :attr:`prior`) with
+        """Mean gain (weighted as :attr:`weighting` says) of each category over the
+        neighbours of each row of ``values`` (the feature columns :attr:`features`,
+        unstandardized), blended (weight :attr:`prior`) with
         the fallback's expected gain or else the whole table's mean, float64
         ``(n, ncategories)``."""
         gains, overall = self._gains(float(tradeoff))
-        if self.neighbors >= len(self.x):  # every training chunk is a neighbour
+        if self.neighbors >= len(self.x) and self.weighting == "uniform":  # all of them, alike
             out = np.repeat(overall[None, :], len(values), axis=0)
         else:
             from .nearest import mean_gain_of_nearest
@@ -178,7 +193,10 @@ class NeighborsModel:
             z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
             xt, norms = self._table
             out = np.empty((len(z), gains.shape[1]))
-            mean_gain_of_nearest(np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out)
+            mean_gain_of_nearest(
+                np.ascontiguousarray(z), xt, norms, gains, self.neighbors, out,
+                self.weighting == "gaussian",
+            )  # fmt: skip
         if self.prior:
             out *= 1.0 - self.prior
             if self.fallback is None:
@@ -241,6 +259,8 @@ def fit_neighbors(
     max_chunks: int = MAX_TABLE_CHUNKS,
     prior: float | None = None,
     fallback: NeighborsModel | None = None,
+    weighting: str = "gaussian",
+    neighbors_scale: float = 1.0,
 ) -> NeighborsModel:
     """The neighbours model of ``mode`` from measurements with the extended features.
 
@@ -254,7 +274,8 @@ def fit_neighbors(
     features
         Input columns; default :data:`btune_wrap.features.DEFAULT_FEATURES`.
     neighbors
-        ``k``; default :func:`default_neighbors` of the number of chunks kept.
+        ``k``; default :func:`default_neighbors` of the number of chunks kept (and of
+        ``neighbors_scale``).
     max_chunks
         Most chunks the table keeps, evenly spread over them in order; default
         :data:`MAX_TABLE_CHUNKS`.
@@ -267,6 +288,10 @@ def fit_neighbors(
         A model of other data (same mode, features and categories; e.g.
         :func:`general_fallback`) whose expected gain is the prior; default none (the
         table's own mean gain). Kept only where ``prior`` > 0.
+    weighting
+        How the neighbours' gains are averaged (:data:`WEIGHTINGS`); default ``"gaussian"``.
+    neighbors_scale
+        The ``scale`` of :func:`default_neighbors` when ``neighbors`` is None; default 1.
     """
     from .errors import InputError, invalid
     from .features import DEFAULT_FEATURES, FEATURES, measured_features
@@ -281,6 +306,7 @@ def fit_neighbors(
     if prior is None:
         prior = ONE_ARRAY_PRIOR if len(sets) == 1 else 0.0
     prior = parse_float("prior", prior, 0.0, 1.0, error=InputError)
+    weighting = parse_choice("weighting", weighting, WEIGHTINGS, error=InputError)
     names = tuple(features or DEFAULT_FEATURES)
     if not names or any(f not in FEATURES for f in names):
         raise InputError(invalid("features", names, f"names among {list(FEATURES)}"))
@@ -305,7 +331,11 @@ def fit_neighbors(
     if len(x) > max_chunks:  # evenly spread over the chunks, so over every dataset
         keep = np.unique(np.linspace(0, len(x) - 1, max_chunks).round().astype(np.int64))
         x, ratio, sec = x[keep], ratio[keep], sec[keep]
-    k = default_neighbors(len(x)) if neighbors is None else parse_int("neighbors", neighbors, 1)
+    if neighbors is None:
+        scale = parse_float("neighbors_scale", neighbors_scale, 0.01, 100.0, error=InputError)
+        k = default_neighbors(len(x), scale)
+    else:
+        k = parse_int("neighbors", neighbors, 1, error=InputError)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std = np.where(np.isfinite(std) & (std.astype(np.float32) > 0), std, 1.0)
     z = ((x - mean) / std).astype(np.float32)
@@ -313,7 +343,7 @@ def fit_neighbors(
     ratio, sec = (a.astype(np.float16).astype(np.float32) for a in (ratio, sec))
     return NeighborsModel(
         perf, names, mean.astype(np.float32), std.astype(np.float32), k, sets[0].categories, z,
-        ratio, sec, prior=prior, fallback=fallback if prior else None,
+        ratio, sec, prior=prior, fallback=fallback if prior else None, weighting=weighting,
     )  # fmt: skip
 
 
@@ -354,6 +384,7 @@ def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
     fallback = model.fallback
     more = {} if fallback is None else {"fallback": {
         "neighbors": fallback.neighbors, "prior": fallback.prior,
+        "weighting": fallback.weighting,
         "mean": [float(v) for v in fallback.mean], "std": [float(v) for v in fallback.std],
     }}  # fmt: skip
     return {
@@ -365,6 +396,7 @@ def neighbors_doc(model: NeighborsModel) -> dict[str, object]:
         "std": [float(v) for v in model.std],
         "neighbors": model.neighbors,
         "prior": model.prior,
+        "weighting": model.weighting,
         "categories": [list(c.to_plugin()) for c in model.categories],
         "extra_layout": EXTRA_LAYOUT,
         **more,
@@ -433,11 +465,15 @@ def _table_model(
     path: Path | None = None,
     fallback: NeighborsModel | None = None,
 ) -> NeighborsModel:
-    """A :class:`NeighborsModel` from its validated JSON ``meta``, ``doc`` (for ``neighbors``
-    and ``prior``) and table ``arrays``, checked."""
+    """A :class:`NeighborsModel` from its validated JSON ``meta``, ``doc`` (for ``neighbors``,
+    ``prior`` and ``weighting``) and table ``arrays``, checked."""
     k = parse_int(f"{source}: 'neighbors'", doc.get("neighbors"), 1, error=ModelError)
     # Absent from the first tables: no prior.
     prior = parse_float(f"{source}: 'prior'", doc.get("prior", 0.0), 0.0, 1.0, error=ModelError)
+    # Absent from tables written before it: the plain mean.
+    weighting = parse_choice(
+        f"{source}: 'weighting'", doc.get("weighting", "uniform"), WEIGHTINGS, error=ModelError
+    )
     x, lr, ls = arrays
     n = x.shape[0] if x.ndim == 2 else -1
     ncat, nfeat = len(meta.categories), len(meta.features)
@@ -450,7 +486,7 @@ def _table_model(
     return NeighborsModel(
         mode, meta.features, np.asarray(meta.mean, np.float32),
         np.asarray(meta.std, np.float32), k, meta.categories, x, lr, ls, path, prior=prior,
-        fallback=fallback,
+        fallback=fallback, weighting=weighting,
     )  # fmt: skip
 
 

@@ -167,11 +167,18 @@ def parse_enum(name: str, value: object, enum: type[_Enum]) -> _Enum:
     raise ConfigError(invalid(name, value, f"one of {choices}"))
 
 
-def parse_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """A string among ``choices``, matched case-insensitively after stripping spaces."""
+def parse_choice(
+    name: str,
+    value: object,
+    choices: Sequence[str],
+    *,
+    error: type[BtuneWrapError] = ConfigError,
+) -> str:
+    """A string among ``choices``, matched case-insensitively after stripping spaces; else
+    ``error`` (default :class:`ConfigError`) naming ``name``."""
     if isinstance(value, str):
         key = value.strip().lower()
         for choice in choices:
             if key == choice.lower():
                 return choice
-    raise ConfigError(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))
+    raise error(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))

@@ -55,6 +55,7 @@ from .errors import ConfigError, InputError, invalid
 from .features import DEFAULT_FEATURES, FEATURES, measured_features
 from .measurements import Measurements, check_same_categories, load_many
 from .model import EXT_INFIX, ExtendedMeta, ModelMeta, Normalization, model_stem
+from .neighbors import WEIGHTINGS
 from .objective import (
     TRADEOFFS,
     best_index,
@@ -186,6 +187,12 @@ class TrainConfig:
         package, where that has the same categories and features
         (:func:`btune_wrap.neighbors.general_fallback`); default True. False: on its own
         table's mean gain.
+    weighting
+        How a neighbours model averages its neighbours' gains
+        (:data:`btune_wrap.neighbors.WEIGHTINGS`); default ``"gaussian"``.
+    neighbors_scale
+        A neighbours model consults ``max(5, round(neighbors_scale * sqrt(n)))`` of its ``n``
+        training chunks (:func:`btune_wrap.neighbors.default_neighbors`); default 1.
     """
 
     hidden: tuple[int, ...] = (64, 64)
@@ -205,6 +212,8 @@ class TrainConfig:
     extended_kind: str = "neighbors"
     features: tuple[str, ...] = DEFAULT_FEATURES
     fallback: bool = True
+    weighting: str = "gaussian"
+    neighbors_scale: float = 1.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -223,6 +232,9 @@ class TrainConfig:
         set_(self, "extended_kind", parse_choice("extended_kind", self.extended_kind, EXT_KINDS))
         set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
         set_(self, "fallback", parse_bool("fallback", self.fallback))
+        set_(self, "weighting", parse_choice("weighting", self.weighting, WEIGHTINGS))
+        scale = parse_float("neighbors_scale", self.neighbors_scale, 0.01, 100.0)
+        set_(self, "neighbors_scale", scale)
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
         set_(self, "tradeoffs", parse_tradeoffs("tradeoffs", self.tradeoffs))
@@ -1031,8 +1043,12 @@ def fit_all(
         return general_fallback(mode, measurements[0].categories, config.features)
 
     return trained + [
-        fit_neighbors(measurements, m, config.features, fallback=fallback(m)) for m in modes
-    ]
+        fit_neighbors(
+            measurements, m, config.features, fallback=fallback(m), weighting=config.weighting,
+            neighbors_scale=config.neighbors_scale,
+        )
+        for m in modes
+    ]  # fmt: skip
 
 
 def train_and_export(

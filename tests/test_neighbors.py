@@ -11,7 +11,7 @@ import pytest
 
 from btune_wrap import BtuneConfig
 from btune_wrap.categories import parse_categories
-from btune_wrap.errors import InputError, ModelError
+from btune_wrap.errors import ConfigError, InputError, ModelError
 from btune_wrap.features import DEFAULT_FEATURES, FEATURES, measured_features
 from btune_wrap.measurements import Measurements, extra_chunk_columns
 from btune_wrap.model import ext_model_paths, has_extended_model, load_engine_model
@@ -59,10 +59,17 @@ def models(gathered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _by_hand(
-    meas: Measurements, mode: str, rows: np.ndarray, t: float, k: int, prior: float
+    meas: Measurements,
+    mode: str,
+    rows: np.ndarray,
+    t: float,
+    k: int,
+    prior: float,
+    gaussian: bool = True,
 ) -> np.ndarray:
-    """The category of least mean gain over the k nearest measured chunks, blended with the
-    mean over all of them (weight ``prior``), written out."""
+    """The category of least mean gain over the k nearest measured chunks (weighted by
+    ``exp(-(d / d_k)**2)`` with ``gaussian``), blended with the plain mean over all of them
+    (weight ``prior``), written out."""
     x = measured_features(meas)[:, [FEATURES.index(f) for f in DEFAULT_FEATURES]]
     std = x.std(axis=0)
     z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1)
@@ -72,19 +79,22 @@ def _by_hand(
     lr = np.log(nbytes[:, None] / cbytes).astype(np.float16).astype(np.float64)
     ls = np.log(secs / nbytes[:, None]).astype(np.float16).astype(np.float64)
 
-    def mean_gain(chunks, c):
+    def mean_gain(chunks, c, weights):
         g = 0.0
-        for i in chunks:
+        for i, w in zip(chunks, weights, strict=True):
             j = t * lr[i] - (1 - t) * ls[i]
-            g += np.exp(j.max() - j[c]) - 1
-        return g / len(chunks)
+            g += w * (np.exp(j.max() - j[c]) - 1)
+        return g / sum(weights)
 
+    everyone = range(len(z))
     out = []
     for r in rows:
         dist = np.sqrt(((z - z[r]) ** 2).sum(axis=1))
         near = np.argsort(dist, kind="stable")[:k]
+        far = dist[near[-1]]
+        w = np.exp(-((dist[near] / far) ** 2)) if gaussian and far > 0 else np.ones(k)
         gains = [
-            (1 - prior) * mean_gain(near, c) + prior * mean_gain(range(len(z)), c)
+            (1 - prior) * mean_gain(near, c, w) + prior * mean_gain(everyone, c, [1] * len(z))
             for c in range(cbytes.shape[1])
         ]
         out.append(int(np.argmin(gains)))
@@ -100,11 +110,12 @@ def test_the_choice_is_the_least_mean_gain_over_the_nearest_chunks(gathered: Pat
     assert fit_neighbors([meas, meas], mode).prior == 0  # several arrays
     rows = np.arange(0, NCHUNKS, 3)
     feats, extra = meas.features(), meas.extra_features()
-    for prior in (ONE_ARRAY_PRIOR, 0.0, 0.6):
-        blended = fit_neighbors(meas, mode, prior=prior)
+    for prior, weighting in ((ONE_ARRAY_PRIOR, "gaussian"), (0.0, "uniform"), (0.6, "gaussian")):
+        blended = fit_neighbors(meas, mode, prior=prior, weighting=weighting)
         for t in (0.0, 0.4, 1.0):
             chosen = blended.choose_many(feats[rows, 0], extra[rows], "int64", t)
-            np.testing.assert_array_equal(chosen, _by_hand(meas, mode, rows, t, 5, prior))
+            by_hand = _by_hand(meas, mode, rows, t, 5, prior, weighting == "gaussian")
+            np.testing.assert_array_equal(chosen, by_hand)
     top = model.choose_many(feats[rows, 0], extra[rows], "int64", 0.4, top=3)
     assert top.shape == (len(rows), 3)
     np.testing.assert_array_equal(top[:, 0], model.choose_many(feats[rows, 0], extra[rows],
@@ -117,7 +128,7 @@ def test_with_every_chunk_as_neighbour_it_is_the_category_of_least_mean_gain(
     from btune_wrap.objective import TRADEOFFS, gain, objective_matrix
 
     meas = Measurements.load(gathered)
-    model = fit_neighbors(meas, "comp", neighbors=NCHUNKS)
+    model = fit_neighbors(meas, "comp", neighbors=NCHUNKS, weighting="uniform")
     feats, extra = meas.features(), meas.extra_features()
     j = objective_matrix(*meas.matrices(), "comp", TRADEOFFS)
     least = gain(j, j.max(axis=-1, keepdims=True)).mean(axis=1).argmin(axis=-1)
@@ -270,15 +281,22 @@ def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
     np.testing.assert_array_equal(chosen, choose(model, feats.cratio, feats.extra, "int64", 0.9))
 
 
-def test_a_table_without_a_prior_has_none_and_a_bad_prior_is_refused(
-    models: Path, gathered: Path, tmp_path: Path
-) -> None:
+def _without(models: Path, tmp_path: Path, field: str) -> tuple[Path, Path, dict]:
+    """A copy of ``models`` whose comp model's JSON lacks ``field`` (as the files written
+    before it): the copy, that JSON file and its document."""
     copy = tmp_path / "models"
     shutil.copytree(models, copy)
     _, js = ext_model_paths(copy, "comp")
     doc = json.loads(js.read_text())
-    del doc["prior"]  # as the tables written before the prior
+    del doc[field]
     js.write_text(json.dumps(doc))
+    return copy, js, doc
+
+
+def test_a_table_without_a_prior_has_none_and_a_bad_prior_is_refused(
+    models: Path, gathered: Path, tmp_path: Path
+) -> None:
+    copy, js, doc = _without(models, tmp_path, "prior")
     assert load_engine_model(copy, "comp").prior == 0.0
     for bad in (1.5, -0.1, "0.1", True):
         doc["prior"] = bad
@@ -328,6 +346,49 @@ def test_a_model_of_one_array_leans_on_its_fallback_at_the_priors_weight(
     # a fallback of another mode (or categories) is refused before anything is fitted
     with pytest.raises(InputError, match="fallback"):
         fit_neighbors(even, "decomp", fallback=other)
+
+
+def test_a_table_without_a_weighting_averages_plainly_and_a_bad_one_is_refused(
+    models: Path, gathered: Path, tmp_path: Path
+) -> None:
+    assert json.loads(ext_model_paths(models, "comp")[1].read_text())["weighting"] == "gaussian"
+    copy, js, doc = _without(models, tmp_path, "weighting")
+    loaded = load_engine_model(copy, "comp")
+    assert loaded.weighting == "uniform"
+    meas = Measurements.load(gathered)
+    uniform = fit_neighbors(meas, "comp", weighting="uniform")
+    feats, extra = meas.features(), meas.extra_features()
+    for t in (0.0, 0.5, 1.0):
+        np.testing.assert_array_equal(
+            loaded.choose_many(feats[:, 0], extra, "int64", t),
+            uniform.choose_many(feats[:, 0], extra, "int64", t),
+        )
+    for bad in ("cosine", 1, None):
+        doc["weighting"] = bad
+        js.write_text(json.dumps(doc))
+        with pytest.raises(ModelError, match=r"'weighting'=.* is invalid: expected one of"):
+            load_engine_model(copy, "comp")
+    with pytest.raises(InputError, match="weighting='nearest' is invalid"):
+        fit_neighbors(meas, "comp", weighting="nearest")
+    with pytest.raises(InputError, match="neighbors_scale=0 is invalid"):
+        fit_neighbors(meas, "comp", neighbors_scale=0)
+
+
+def test_the_general_model_consults_twice_a_users_share_of_its_chunks() -> None:
+    from btune_wrap import GENERAL_MODEL_DIR
+    from btune_wrap.general import GENERAL_CONFIG
+    from btune_wrap.train import TrainConfig
+
+    for mode in ("comp", "decomp"):
+        model = load_engine_model(GENERAL_MODEL_DIR, mode)
+        n = len(model.x)
+        assert model.neighbors == default_neighbors(n, 2.0) == round(2 * n**0.5)
+        assert model.weighting == "gaussian" and model.features == DEFAULT_FEATURES
+    assert GENERAL_CONFIG.neighbors_scale == 2.0 and TrainConfig().neighbors_scale == 1.0
+    with pytest.raises(ConfigError, match=r"neighbors_scale=-1 is invalid"):
+        TrainConfig(neighbors_scale=-1)
+    with pytest.raises(ConfigError, match="weighting='knn' is invalid"):
+        TrainConfig(weighting="knn")
 
 
 def test_the_general_models_tables_are_the_fallback_of_models_of_its_categories() -> None:
