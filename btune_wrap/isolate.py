@@ -92,7 +92,7 @@ def run_isolated(
         try:
             returncode, stderr = _wait(proc, timeout)
         except subprocess.TimeoutExpired:
-            late = f"{what} did not finish within {timeout:g} s"
+            late = f"{what} did not finish within {timeout:.0f} s"
             late += f" while {doing}" if doing else ""
             raise error(late + "; its child process was stopped") from None
         outcome = _read(result)
