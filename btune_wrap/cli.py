@@ -10,8 +10,12 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import BtuneWrapError
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 #: Packages whose versions ``btune info`` reports.
 _REPORTED = (
@@ -516,7 +520,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 
-def _train_config(args: argparse.Namespace, base=None):
+def _train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
     """The :class:`~btune_wrap.train.TrainConfig` of the training options, on top of ``base``
     (default ``TrainConfig()``)."""
     from .train import TrainConfig

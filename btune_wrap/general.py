@@ -13,6 +13,7 @@ does on data it never saw is measured leave-one-dataset-out (:mod:`btune_wrap.cr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -28,7 +29,7 @@ from .config import GENERAL_MODEL_DIR
 from .measurements import load_many
 from .outputs import check_output
 from .plugin import installed_version
-from .train import TrainConfig, TrainedModel, train_and_export
+from .train import TrainConfig, TrainedModel, fit_table, train_and_export
 
 if TYPE_CHECKING:
     from .config import PerfMode
@@ -61,12 +62,8 @@ def general_neighbors(
     """The neighbours model :data:`GENERAL_CONFIG` trains on ``measurements`` (several arrays'
     chunks) with ``features``: what cross validation and the benchmarks give a model of one
     array as its fallback in place of the shipped general model, which has seen that array."""
-    from .neighbors import fit_neighbors
-
-    return fit_neighbors(
-        measurements, mode, features, prior=0.0, weighting=GENERAL_CONFIG.weighting,
-        neighbors_scale=GENERAL_CONFIG.neighbors_scale,
-    )  # fmt: skip
+    recipe = dataclasses.replace(GENERAL_CONFIG, features=tuple(features))
+    return fit_table(measurements, mode, recipe, prior=0.0)
 
 
 #: Files of a trained models directory left out of the package (plots).

@@ -90,6 +90,8 @@ ONE_ARRAY_PRIOR = 0.1
 #: How the neighbours' gains are averaged: ``"uniform"`` (a plain mean) or ``"gaussian"``
 #: (weights ``exp(-(d / d_k)**2)``, :func:`btune_wrap.nearest.mean_gain_of_nearest`).
 WEIGHTINGS = ("uniform", "gaussian")
+#: The range of ``neighbors_scale`` (:func:`default_neighbors`'s ``scale``) a model is fitted with.
+SCALE_RANGE = (0.01, 100.0)
 
 
 def default_neighbors(nchunks: int, scale: float = 1.0) -> int:
@@ -332,7 +334,7 @@ def fit_neighbors(
         keep = np.unique(np.linspace(0, len(x) - 1, max_chunks).round().astype(np.int64))
         x, ratio, sec = x[keep], ratio[keep], sec[keep]
     if neighbors is None:
-        scale = parse_float("neighbors_scale", neighbors_scale, 0.01, 100.0, error=InputError)
+        scale = parse_float("neighbors_scale", neighbors_scale, *SCALE_RANGE, error=InputError)
         k = default_neighbors(len(x), scale)
     else:
         k = parse_int("neighbors", neighbors, 1, error=InputError)

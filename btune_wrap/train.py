@@ -55,7 +55,7 @@ from .errors import ConfigError, InputError, invalid
 from .features import DEFAULT_FEATURES, FEATURES, measured_features
 from .measurements import Measurements, check_same_categories, load_many
 from .model import EXT_INFIX, ExtendedMeta, ModelMeta, Normalization, model_stem
-from .neighbors import WEIGHTINGS
+from .neighbors import SCALE_RANGE, WEIGHTINGS
 from .objective import (
     TRADEOFFS,
     best_index,
@@ -233,7 +233,7 @@ class TrainConfig:
         set_(self, "use_speed", parse_bool("use_speed", self.use_speed))
         set_(self, "fallback", parse_bool("fallback", self.fallback))
         set_(self, "weighting", parse_choice("weighting", self.weighting, WEIGHTINGS))
-        scale = parse_float("neighbors_scale", self.neighbors_scale, 0.01, 100.0)
+        scale = parse_float("neighbors_scale", self.neighbors_scale, *SCALE_RANGE)
         set_(self, "neighbors_scale", scale)
         for name in ("test_fraction", "validation_fraction"):
             set_(self, name, parse_float(name, getattr(self, name), 0.01, 0.49))
@@ -1010,6 +1010,25 @@ def wants_extended(measurements: Sequence[Measurements], config: TrainConfig) ->
     return has_extended and (bool(config.extended) or (config.extended is None and enough))
 
 
+def fit_table(
+    measurements: Sequence[Measurements],
+    mode: PerfMode | str,
+    config: TrainConfig,
+    *,
+    prior: float | None = None,
+    fallback: NeighborsModel | None = None,
+) -> NeighborsModel:
+    """The neighbours model of ``mode`` that ``config`` asks for (its features, weighting and
+    neighbours' scale; :func:`btune_wrap.neighbors.fit_neighbors` for ``prior`` and
+    ``fallback``)."""
+    from .neighbors import fit_neighbors
+
+    return fit_neighbors(
+        measurements, mode, config.features, prior=prior, fallback=fallback,
+        weighting=config.weighting, neighbors_scale=config.neighbors_scale,
+    )  # fmt: skip
+
+
 def fit_all(
     measurements: Sequence[Measurements],
     modes: Sequence[PerfMode],
@@ -1026,7 +1045,7 @@ def fit_all(
     A neighbours model of one dataset leans on ``fallbacks[mode]`` where given (cross
     validation passes models of the other datasets), else on the general model
     (:attr:`TrainConfig.fallback`)."""
-    from .neighbors import fit_neighbors, general_fallback
+    from .neighbors import general_fallback
 
     trained: list = [fit(measurements, m, config, progress=progress) for m in modes]
     if not (wants_extended(measurements, config) if extended is None else extended):
@@ -1042,13 +1061,7 @@ def fit_all(
             return None
         return general_fallback(mode, measurements[0].categories, config.features)
 
-    return trained + [
-        fit_neighbors(
-            measurements, m, config.features, fallback=fallback(m), weighting=config.weighting,
-            neighbors_scale=config.neighbors_scale,
-        )
-        for m in modes
-    ]  # fmt: skip
+    return trained + [fit_table(measurements, m, config, fallback=fallback(m)) for m in modes]
 
 
 def train_and_export(
