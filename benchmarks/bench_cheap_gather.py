@@ -18,9 +18,18 @@ held-out gain of the per-chunk best over the model's choice (and the regret), pe
 averaged over the tradeoffs. Label cells are (chunk, tradeoff 0, 0.1, ..., 1, mode comp/decomp);
 "regret@B" is the mean regret of a gather's labels judged by full B's measurements.
 
+Two gathers run one after the other differ by the machine's timing noise as well as by what the
+cheaper one skips (two full gathers agree on 40-80% of the cells). The *paired* rows take that
+noise out: every category is timed 3 times on each chunk and the samples are kept; "full" keeps
+the best of the 3, the cheaper gather's own code (``ChunkMeasurer._measure_contested``) is replayed
+on the same samples (its first timing is the first sample, each repeat it asks for the next
+ones). Their label agreement is what skipping timings alone changes, and the share of the
+recorded seconds the replay used is its timing cost against full's (``--paired``).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_cheap_gather.py [--chunks 200] [--noise 1.5,2,3] [--gain 480]
+    .venv/bin/python benchmarks/bench_cheap_gather.py --paired [--corpus build/corpus]
 """
 
 from __future__ import annotations
@@ -33,12 +42,15 @@ from pathlib import Path
 
 import blosc2
 import numpy as np
+import pandas as pd
 
 from btune_wrap.categories import DEFAULT_CATEGORIES
+from btune_wrap.compressor import Measurement
 from btune_wrap.data import mixed_int, rand_int
-from btune_wrap.measure import gather
-from btune_wrap.measurements import Measurements
+from btune_wrap.measure import ChunkMeasurer, gather, select_chunks
+from btune_wrap.measurements import RESULT_COLUMNS, RESULT_EXTRA, Measurements
 from btune_wrap.objective import TRADEOFFS, best_index, objective_matrix, regret
+from btune_wrap.sources import ChunkSource, open_source
 
 CHUNK_ITEMS = 5000
 
@@ -108,32 +120,176 @@ def run(name: str, path: Path, workdir: Path, noises: list[float], **source) -> 
         )
 
 
-def heldout_gain(workdir: Path, nchunks: int, noise: float) -> None:
-    """Train on a cheaper and on a full gather of one file; evaluate both on another file."""
-    from btune_wrap.evaluate import evaluate
-    from btune_wrap.train import train_and_export
+class _Replay:
+    """One category's recorded timings of one chunk, given out as a codec would measure them:
+    the first sample to ``measure(buf, 1)``, the following ones to ``time_more``."""
 
+    def __init__(self, cbytes: int, ctimes: list[float], dtimes: list[float]) -> None:
+        self.cbytes = cbytes
+        self.ctimes, self.dtimes = ctimes, dtimes
+        self.used = [1, 1]  # samples handed out: compressions, decompressions
+
+    def measure(self, buf: np.ndarray, repeats: int = 1) -> Measurement:
+        return Measurement(self.cbytes, self.ctimes[0], self.dtimes[0])
+
+    def time_more(self, buf: np.ndarray, compressions: int, decompressions: int):
+        out = []
+        asked = ((self.ctimes, compressions), (self.dtimes, decompressions))
+        for k, (times, n) in enumerate(asked):
+            taken = times[self.used[k] : self.used[k] + n]
+            if len(taken) < n:
+                raise RuntimeError(f"the replay asked for more than {len(times)} timings")
+            self.used[k] += n
+            out.append(min(taken, default=np.inf))
+        return out[0], out[1]
+
+    def seconds_used(self) -> float:
+        return sum(self.ctimes[: self.used[0]]) + sum(self.dtimes[: self.used[1]])
+
+
+#: One chunk's recorded timings: its bytes, and per category (cbytes, 3 ctimes, 3 dtimes).
+Recorded = tuple[int, list[tuple[int, list[float], list[float]]]]
+
+
+def record(src: ChunkSource, indices: list[int]) -> list[Recorded]:
+    """Every category timed 3 times in a row on each chunk ``indices`` of ``src``, as the full
+    gather takes them, each timing kept."""
+    measurer = ChunkMeasurer(DEFAULT_CATEGORIES, src.typesize, repeats=3)
+    out = []
+    for i in indices:
+        buf = src.chunk(i)
+        codecs = measurer._codecs_for(buf.nbytes, src.chunk_blocksize(i))
+        buf.max()  # the untimed read that warms the chunk, as ChunkMeasurer.measure does
+        samples = []
+        for codec in codecs:
+            runs = [codec.measure(buf, 1) for _ in range(3)]
+            samples.append((runs[0].cbytes, [m.ctime for m in runs], [m.dtime for m in runs]))
+        out.append((buf.nbytes, samples))
+    return out
+
+
+def replay(recorded: list[Recorded], noise: float | None) -> tuple[list[list[tuple]], float]:
+    """Per chunk, the rows (cbytes, ctime, dtime, crepeats, drepeats) per category that the
+    full gather (``noise=None``: the best of the 3) or the cheaper one with ``noise`` gives
+    from the ``recorded`` timings, and the share of their seconds it used."""
+    names = [c.name for c in DEFAULT_CATEGORIES]
+    measurer = ChunkMeasurer(DEFAULT_CATEGORIES, 1, repeats=3, full_repeats=False, noise=noise or 1)
+    out, used, total = [], 0.0, 0.0
+    for i, (nbytes, samples) in enumerate(recorded):
+        total += sum(sum(ct) + sum(dt) for _, ct, dt in samples)
+        if noise is None:
+            out.append([(cb, min(ct), min(dt), 3, 3) for cb, ct, dt in samples])
+            continue
+        replays = [_Replay(*s) for s in samples]
+        rows = measurer._measure_contested(i, np.empty(nbytes, np.uint8), names, replays)
+        out.append([r[2:] for r in rows])
+        used += sum(r.seconds_used() for r in replays)
+    return out, (used / total if noise is not None else 1.0)
+
+
+def paired(src: ChunkSource, indices: list[int], noises: list[float]) -> dict[str, object]:
+    """Full and cheaper gathers replayed on the same recorded timings of the chunks
+    ``indices`` of ``src``: full's labels, each noise's labels and timing-cost share."""
+    recorded = record(src, indices)
+    nbytes = [n for n, _ in recorded]
+    out: dict[str, object] = {"full": _row_labels(nbytes, replay(recorded, None)[0])}
+    for x in noises:
+        rows, share = replay(recorded, x)
+        out[x] = (_row_labels(nbytes, rows), share)
+    return out
+
+
+def _row_labels(nbytes: list[int], rows: list[list[tuple]]) -> np.ndarray:
+    """Labels per (mode, tradeoff, chunk) of per-chunk rows (cbytes, ctime, dtime, ...)."""
+    nbytes = np.array(nbytes, dtype=np.float64)
+    cbytes, ctime, dtime = np.moveaxis(np.array(rows, dtype=np.float64)[..., :3], 2, 0)
+    return np.stack(
+        [
+            best_index(objective_matrix(nbytes, cbytes, ctime, dtime, mode, TRADEOFFS))
+            for mode in ("comp", "decomp")
+        ]
+    )
+
+
+def paired_rows(name: str, path: Path, nchunks: int, noises: list[float], **source) -> None:
+    """The paired table rows of ``nchunks`` chunks of ``path`` (drawn with seed 0)."""
+    src = open_source(path, **source)
+    try:
+        indices = select_chunks(src.nchunks, None, nchunks, 0)
+        res = paired(src, indices, noises)
+    finally:
+        src.close()
+    for x in noises:
+        lab, share = res[x]
+        print(f"{name:<16} {x:>6} {share:>8.2f} {np.mean(lab == res['full']):>9.1%}")
+
+
+def heldout_gain(workdir: Path, nchunks: int, noise: float) -> None:
+    """Train on a cheaper and on two full gathers of one file; evaluate them on another file."""
     train_path, test_path = workdir / "train.b2nd", workdir / "test.b2nd"
     blosc2.asarray(mixed_int(nchunks, seed=11), chunks=(CHUNK_ITEMS,), urlpath=str(train_path))
     blosc2.asarray(mixed_int(nchunks // 2, seed=12), chunks=(CHUNK_ITEMS,), urlpath=str(test_path))
     full, cpu_f = timed_gather(train_path, workdir / "train.full.meas", True)
     cheap, cpu_c = timed_gather(train_path, workdir / "train.cheap.meas", False, noise)
+    again, cpu_b = timed_gather(train_path, workdir / "train.again.meas", True)
     test, _ = timed_gather(test_path, workdir / "test.meas", True)
     print(f"\nheld-out: trained on {nchunks} mixed_int chunks, evaluated on {nchunks // 2} others")
+    print("(full B: the full gather run again, whose spread is the noise floor)")
     print(f"{'trained on':<22} {'CPU ms':>8} {'mode':<7} {'mean gain':>9} {'mean regret':>11}")
     for label, meas, cpu in (
         ("full gather", full, cpu_f),
+        ("full gather B", again, cpu_b),
         (f"cheaper, noise {noise}", cheap, cpu_c),
     ):
-        models = workdir / f"models.{label.split()[0].strip(',')}"
-        train_and_export([meas.path], models, "both", force=True)
-        for mode in ("comp", "decomp"):
-            ev = evaluate(models, [test.path], mode, methods=["model"], progress=False)
-            mine = ev.summary[ev.summary["method"] == "model"]
-            print(
-                f"{label:<22} {1e3 * cpu:>8.1f} {mode:<7} {mine['mean_gain'].mean():>9.4f} "
-                f"{mine['mean_regret'].mean():>11.4f}"
-            )
+        held_out_row(label, meas.path, test.path, workdir, f"{1e3 * cpu:>8.1f}")
+
+
+def held_out_row(label: str, train: Path, test: Path, workdir: Path, cpu: str) -> None:
+    """Train models on the measurements ``train``; print their held-out gain on ``test``."""
+    from btune_wrap.evaluate import evaluate
+    from btune_wrap.train import train_and_export
+
+    models = workdir / f"models.{label.replace(' ', '_').replace(',', '')}"
+    train_and_export([train], models, "both", force=True)
+    for mode in ("comp", "decomp"):
+        ev = evaluate(models, [test], mode, methods=["model"], progress=False)
+        mine = ev.summary[ev.summary["method"] == "model"]
+        print(
+            f"{label:<22} {cpu:>8} {mode:<7} {mine['mean_gain'].mean():>9.4f} "
+            f"{mine['mean_regret'].mean():>11.4f}"
+        )
+
+
+def paired_gain(workdir: Path, nchunks: int, noises: list[float]) -> None:
+    """Models trained on the full and the cheaper gather replayed on the same recorded timings
+    of ``nchunks`` mixed_int chunks, evaluated on ``nchunks // 2`` others (gathered in full)."""
+    train_path, test_path = workdir / "train.b2nd", workdir / "test.b2nd"
+    blosc2.asarray(mixed_int(nchunks, seed=11), chunks=(CHUNK_ITEMS,), urlpath=str(train_path))
+    blosc2.asarray(mixed_int(nchunks // 2, seed=12), chunks=(CHUNK_ITEMS,), urlpath=str(test_path))
+    # The features (and chunk ids) of a one-timing gather; its timings are replaced.
+    base = gather(train_path, workdir / "train.base.meas", repeats=1, progress=False, force=True)
+    test, _ = timed_gather(test_path, workdir / "test.meas", True)
+    src = open_source(train_path)
+    try:
+        recorded = record(src, list(range(src.nchunks)))
+    finally:
+        src.close()
+    names = [c.name for c in DEFAULT_CATEGORIES]
+    ids = base.chunks["chunk"].tolist()
+    print(f"\npaired held-out: {nchunks} mixed_int chunks timed 3 times per category, replayed")
+    print(f"{'trained on':<22} {'seconds':>8} {'mode':<7} {'mean gain':>9} {'mean regret':>11}")
+    for noise in [None, *noises]:
+        rows, share = replay(recorded, noise)
+        table = [
+            (ids[i], name, *r)
+            for i, chunk in enumerate(rows)
+            for name, r in zip(names, chunk, strict=True)
+        ]
+        results = pd.DataFrame(table, columns=[*RESULT_COLUMNS, *RESULT_EXTRA])
+        meta = dict(base.meta, repeats=3, full_repeats=noise is None, noise=noise)
+        label = "full gather" if noise is None else f"cheaper, noise {noise}"
+        path = Measurements(meta, base.chunks, results).save(workdir / f"replay.{noise}.meas")
+        held_out_row(label, path, test.path, workdir, f"{share:.2f}")
 
 
 def corpus_rows(corpus: Path, nchunks: int, workdir: Path, noises: list[float]) -> None:
@@ -149,6 +305,20 @@ def corpus_rows(corpus: Path, nchunks: int, workdir: Path, noises: list[float]) 
         arr = np.load(npy, mmap_mode="r")
         chunks, blocks = layout(arr.shape, arr.dtype)
         run(name, npy, workdir, noises, chunks=chunks, blocks=blocks, sample=nchunks)
+
+
+def paired_corpus(corpus: Path, nchunks: int, noises: list[float]) -> None:
+    """:func:`paired_rows` on ``nchunks`` chunks of every corpus array (256 KB chunks)."""
+    import json
+
+    from bench_quality import layout
+
+    names = [e["name"] for e in json.loads((corpus / "manifest.json").read_text())["arrays"]]
+    for name in names:
+        npy = corpus / f"{name}.npy"
+        arr = np.load(npy, mmap_mode="r")
+        chunks, blocks = layout(arr.shape, arr.dtype)
+        paired_rows(name, npy, nchunks, noises, chunks=chunks, blocks=blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--corpus-chunks", type=int, default=8, help="chunks drawn per corpus array (default 8)"
     )
+    parser.add_argument(
+        "--paired", action="store_true",
+        help="only the paired replay (full and cheaper on the same recorded timings)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     n = args.chunks
     noises = [float(x) for x in args.noise.split(",")]
@@ -175,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         "rand_int": rand_int(n * CHUNK_ITEMS, seed=1),
     }
     ncat = len(DEFAULT_CATEGORIES)
+    if args.paired:
+        return paired_main(args, datasets, noises)
     print(f"{n} chunks of 40 KB per built-in dataset, {ncat} categories, 3 repeats")
     print(
         f"{'data':<10} {'gather':<18} {'CPU ms':>8} {'ratio':>6} {'= full A':>8} "
@@ -189,6 +365,23 @@ def main(argv: list[str] | None = None) -> int:
             corpus_rows(args.corpus, args.corpus_chunks, Path(tmp), noises)
         if args.gain:
             heldout_gain(Path(tmp), args.gain, noises[0])
+    return 0
+
+
+def paired_main(args: argparse.Namespace, datasets: dict, noises: list[float]) -> int:
+    """The paired table: built-in data, then the corpus if asked."""
+    print(f"Paired replay: {len(DEFAULT_CATEGORIES)} categories, 3 timings each per chunk")
+    print(f"{'data':<16} {'noise':>6} {'seconds':>8} {'= full':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in datasets.items():
+            path = Path(tmp) / f"{name}.b2nd"
+            blosc2.asarray(data, chunks=(CHUNK_ITEMS,), urlpath=str(path), mode="w")
+            paired_rows(name, path, args.chunks, noises)
+    if args.corpus is not None:
+        paired_corpus(args.corpus, args.corpus_chunks, noises)
+    if args.gain:
+        with tempfile.TemporaryDirectory() as tmp:
+            paired_gain(Path(tmp), args.gain, noises)
     return 0
 
 

@@ -174,7 +174,13 @@ class ChunkCodec:
         """The best of ``compressions`` more compression times and of ``decompressions`` more
         decompression times of ``buf`` (``inf`` where 0), as :meth:`measure_chunk` takes them
         but separately: the cheaper gather repeats only the operation whose time can still
-        change a label. Every decompression is checked like there."""
+        change a label. Every decompression is checked like there.
+
+        The chunk is compressed again (untimed) right before the decompressions, as in
+        :meth:`measure_chunk`. Decompressing a copy kept from the first timing instead saved
+        a sixth of the cheaper gather's CPU, but its DECOMP models then chose 1.1 to 1.7 points
+        worse than the full gather's (0.1 to 0.7 this way; ``benchmarks/bench_cheap_gather.py
+        --gain 480``, four and two runs)."""
         if buf.nbytes != self.nbytes:
             raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
         sc, dst = self._schunk, self._dst
