@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from .categories import Category, SplitMode, default_category
-from .compressor import ChunkCodec, compiled_method, is_special, write_array
+from .compressor import ChunkCodec, DirectWrite, compiled_method, is_special, write_array
 from .config import BtuneConfig, PerfMode
 from .errors import InputError, ModelError
 from .model import BtuneModel, ExtendedModel, plugin_tradeoff, reads_extended
@@ -50,6 +50,10 @@ _BATCH_BYTES = 16 * 2**20
 _LEAST_CHUNKS = 32
 #: The probe runs in a background thread only for more inferred chunks than this.
 _BACKGROUND_MIN_CHUNKS = 64
+#: Chunks of at least this many bytes are compressed by the array's own schunk (its cparams
+#: set to the chunk's category: :class:`btune_wrap.compressor.DirectWrite`) instead of apart
+#: and then copied in.
+_DIRECT_NBYTES = 2**20
 
 
 class PythonEngine:
@@ -255,6 +259,9 @@ class _ArrayFill:
         self.chunk_nbytes = schunk.chunksize
         self.nthreads = schunk.cparams.nthreads
         self.update_chunk = sink or compiled_method(schunk, "update_chunk")
+        self.direct = (
+            DirectWrite(schunk) if sink is None and self.chunk_nbytes >= _DIRECT_NBYTES else None
+        )
         self.writers: dict[Category, CategoryWriter] = {}
         model = engine.model
         #: The writer of each of the model's categories, by index, once used.
@@ -340,6 +347,8 @@ class _ArrayFill:
                     _write_decided(self, done, chunks, feats.elapsed.tolist(), _decide(self, feats))
                 done += count
         TweakSearch(self).run(reader, done)
+        if self.direct is not None:
+            self.direct.close()
         self.rows.finish()
         if engine.config.trace:
             self.trace.raw = format_trace(self.trace)
@@ -466,6 +475,7 @@ class RowLog:
 
     def __init__(self, fill: _ArrayFill) -> None:
         self.update_chunk = fill.update_chunk
+        self.direct = fill.direct
         self.trace = fill.trace
         self.chunk_nbytes = fill.chunk_nbytes
         self.typesize = fill.typesize
@@ -489,20 +499,24 @@ class RowLog:
         ``compressed`` is the chunk already compressed with ``writer`` and the seconds it took
         (verification), else it is compressed here.
         """
-        if compressed is None:
-            t0 = time.perf_counter()
-            chunk = writer.compress(buf)
-            ctime = time.perf_counter() - t0
+        if compressed is None and self.direct is not None:
+            cbytes, ctime = self.direct.write(step, buf, writer.codec.cparams)
         else:
-            chunk, ctime = compressed
-        self.update_chunk(step, chunk)
+            if compressed is None:
+                t0 = time.perf_counter()
+                chunk = writer.compress(buf)
+                ctime = time.perf_counter() - t0
+            else:
+                chunk, ctime = compressed
+            self.update_chunk(step, chunk)
+            cbytes = len(chunk)
         rows = self.trace.rows
         self._pending.append(
             (
                 len(rows),
                 step,
                 writer,
-                len(chunk),
+                cbytes,
                 ctime,
                 state,
                 category,

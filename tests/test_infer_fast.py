@@ -244,3 +244,38 @@ def test_compiled_method_is_python_blosc2s_base_method():
     assert schunk.decompress_chunk(0) == bytes(range(64))
     # Anything else falls back to the public attribute.
     assert compiled_method(schunk, "urlpath") == schunk.urlpath
+
+
+def test_big_chunks_compressed_into_the_array_are_those_compressed_apart(monkeypatch, tmp_path):
+    """Chunks of a MB or more are compressed by the array's own schunk (DirectWrite): the
+    same bytes and trace rows as compressing apart and copying in, and the array, in memory
+    or reopened from its file, keeps its own cparams afterwards."""
+    from btune_wrap import engine
+
+    rng = np.random.default_rng(0)
+    n = 250_000  # 2 MB chunks of int64
+    kinds = [np.zeros(n, np.int64), rng.integers(0, 10, n), np.cumsum(rng.integers(-3, 4, n))]
+    data = np.concatenate(kinds * 2)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", use_inference=-1)
+    out = {}
+    for direct in (True, False):
+        monkeypatch.setattr(engine, "_DIRECT_NBYTES", 2**20 if direct else 2**62)
+        arr, trace = compress(data, config, "python", chunks=(n,), nthreads=2)
+        np.testing.assert_array_equal(arr[()], data)
+        schunk = arr.schunk
+        own = (blosc2.cparams_dflts["codec"], blosc2.cparams_dflts["clevel"])
+        assert (schunk.cparams.codec, schunk.cparams.clevel) == own
+        path = tmp_path / f"direct_{direct}.b2nd"
+        compress(data, config, "python", chunks=(n,), nthreads=2, urlpath=path)
+        stored = blosc2.open(str(path))
+        assert (stored.schunk.cparams.codec, stored.schunk.cparams.clevel) == own
+        np.testing.assert_array_equal(stored[()], data)
+        cbytes = [len(schunk.get_chunk(i)) for i in range(schunk.nchunks)]
+        assert [row.cratio for row in trace.rows] == [schunk.chunksize / c for c in cbytes]
+        out[direct] = (
+            [schunk.get_chunk(i) for i in range(schunk.nchunks)],
+            [stored.schunk.get_chunk(i) for i in range(stored.schunk.nchunks)],
+            [(r.step, r.codec, r.filter, r.clevel, r.split, r.winner) for r in trace.rows],
+        )
+    assert len({row[1:5] for row in out[True][1]}) > 1, "one category: a weak comparison"
+    assert out[True] == out[False]
