@@ -224,11 +224,18 @@ def paired_rows(name: str, path: Path, nchunks: int, noises: list[float], **sour
         print(f"{name:<16} {x:>6} {share:>8.2f} {np.mean(lab == res['full']):>9.1%}")
 
 
-def heldout_gain(workdir: Path, nchunks: int, noise: float) -> None:
-    """Train on a cheaper and on two full gathers of one file; evaluate them on another file."""
+def train_test_files(workdir: Path, nchunks: int) -> tuple[Path, Path]:
+    """``nchunks`` mixed_int chunks to train on and ``nchunks // 2`` others to test on, as
+    ``.b2nd`` files in ``workdir``."""
     train_path, test_path = workdir / "train.b2nd", workdir / "test.b2nd"
     blosc2.asarray(mixed_int(nchunks, seed=11), chunks=(CHUNK_ITEMS,), urlpath=str(train_path))
     blosc2.asarray(mixed_int(nchunks // 2, seed=12), chunks=(CHUNK_ITEMS,), urlpath=str(test_path))
+    return train_path, test_path
+
+
+def heldout_gain(workdir: Path, nchunks: int, noise: float) -> None:
+    """Train on a cheaper and on two full gathers of one file; evaluate them on another file."""
+    train_path, test_path = train_test_files(workdir, nchunks)
     full, cpu_f = timed_gather(train_path, workdir / "train.full.meas", True)
     cheap, cpu_c = timed_gather(train_path, workdir / "train.cheap.meas", False, noise)
     again, cpu_b = timed_gather(train_path, workdir / "train.again.meas", True)
@@ -263,9 +270,7 @@ def held_out_row(label: str, train: Path, test: Path, workdir: Path, cpu: str) -
 def paired_gain(workdir: Path, nchunks: int, noises: list[float]) -> None:
     """Models trained on the full and the cheaper gather replayed on the same recorded timings
     of ``nchunks`` mixed_int chunks, evaluated on ``nchunks // 2`` others (gathered in full)."""
-    train_path, test_path = workdir / "train.b2nd", workdir / "test.b2nd"
-    blosc2.asarray(mixed_int(nchunks, seed=11), chunks=(CHUNK_ITEMS,), urlpath=str(train_path))
-    blosc2.asarray(mixed_int(nchunks // 2, seed=12), chunks=(CHUNK_ITEMS,), urlpath=str(test_path))
+    train_path, test_path = train_test_files(workdir, nchunks)
     # The features (and chunk ids) of a one-timing gather; its timings are replaced.
     base = gather(train_path, workdir / "train.base.meas", repeats=1, progress=False, force=True)
     test, _ = timed_gather(test_path, workdir / "test.meas", True)
@@ -292,33 +297,30 @@ def paired_gain(workdir: Path, nchunks: int, noises: list[float]) -> None:
         held_out_row(label, path, test.path, workdir, f"{share:.2f}")
 
 
-def corpus_rows(corpus: Path, nchunks: int, workdir: Path, noises: list[float]) -> None:
-    """:func:`run` on ``nchunks`` chunks (drawn with seed 0) of every corpus array, in the
-    256 KB chunks of ``bench_quality.py``."""
+def corpus_arrays(corpus: Path):
+    """Each array of the corpus (``benchmarks/corpus.py``'s ``build/corpus``): its name, its
+    ``.npy`` and the chunks/blocks keywords of ``bench_quality.py``'s 256 KB chunks."""
     import json
 
     from bench_quality import layout
 
-    names = [e["name"] for e in json.loads((corpus / "manifest.json").read_text())["arrays"]]
-    for name in names:
-        npy = corpus / f"{name}.npy"
+    for entry in json.loads((corpus / "manifest.json").read_text())["arrays"]:
+        npy = corpus / f"{entry['name']}.npy"
         arr = np.load(npy, mmap_mode="r")
         chunks, blocks = layout(arr.shape, arr.dtype)
-        run(name, npy, workdir, noises, chunks=chunks, blocks=blocks, sample=nchunks)
+        yield entry["name"], npy, {"chunks": chunks, "blocks": blocks}
+
+
+def corpus_rows(corpus: Path, nchunks: int, workdir: Path, noises: list[float]) -> None:
+    """:func:`run` on ``nchunks`` chunks (drawn with seed 0) of every corpus array."""
+    for name, npy, layout in corpus_arrays(corpus):
+        run(name, npy, workdir, noises, **layout, sample=nchunks)
 
 
 def paired_corpus(corpus: Path, nchunks: int, noises: list[float]) -> None:
-    """:func:`paired_rows` on ``nchunks`` chunks of every corpus array (256 KB chunks)."""
-    import json
-
-    from bench_quality import layout
-
-    names = [e["name"] for e in json.loads((corpus / "manifest.json").read_text())["arrays"]]
-    for name in names:
-        npy = corpus / f"{name}.npy"
-        arr = np.load(npy, mmap_mode="r")
-        chunks, blocks = layout(arr.shape, arr.dtype)
-        paired_rows(name, npy, nchunks, noises, chunks=chunks, blocks=blocks)
+    """:func:`paired_rows` on ``nchunks`` chunks of every corpus array."""
+    for name, npy, layout in corpus_arrays(corpus):
+        paired_rows(name, npy, nchunks, noises, **layout)
 
 
 def main(argv: list[str] | None = None) -> int:

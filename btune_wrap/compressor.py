@@ -218,16 +218,17 @@ class DirectWrite:
     """
 
     def __init__(self, schunk: blosc2.SChunk) -> None:
+        import blosc2
+
         self.schunk = schunk
         self.original = schunk.cparams
         self.current: blosc2.CParams | None = None
         self.last = -1
+        self._sizes = blosc2.get_cbuffer_sizes  # (nbytes, cbytes, blocksize) of a chunk header
 
     def write(self, step: int, buf: np.ndarray, cparams: blosc2.CParams) -> tuple[int, float]:
         """Compress ``buf`` (one chunk's bytes) into chunk ``step`` with ``cparams``: its
         compressed size and the seconds it took."""
-        import blosc2
-
         if self.current is not cparams:
             self.schunk.cparams = cparams
             self.current = cparams
@@ -235,7 +236,7 @@ class DirectWrite:
         self.schunk.update_data(step, buf, True)
         seconds = time.perf_counter() - t0
         self.last = step
-        return blosc2.get_cbuffer_sizes(self.schunk.get_lazychunk(step))[1], seconds
+        return self._sizes(self.schunk.get_lazychunk(step))[1], seconds
 
     def close(self) -> None:
         """Give the schunk back its own cparams.
