@@ -2,7 +2,7 @@
 
 Same chunks, same machine, one run, in turns: the built-in data (:func:`btune_wrap.data.mixed_int`,
 four kinds of int64 chunks of 5000, and the tutorial's :func:`btune_wrap.data.rand_int`), stored
-as ``.b2nd``, gathered with the tutorial's 32 categories and 3 repeats:
+as ``.b2nd``, gathered with the default categories and 3 repeats:
 
 * full: every category timed 3 times (``full_repeats=True``), twice (A and B), so the label
   agreement of two full gathers (the timing noise itself) is the floor to compare with;

@@ -93,10 +93,23 @@ class ChunkCodec:
         Size of the chunks in bytes.
     nthreads
         Compression and decompression threads; ``None`` (default) keeps ``cparams.nthreads``.
+    dst
+        The buffer decompressions write to: a C-contiguous, writeable 1-D uint8 array of
+        ``nbytes`` bytes, which codecs timed one after the other should share (default: one of
+        its own). With a buffer each, the 74 categories' buffers were cold in the caches when a
+        chunk's first decompression wrote to them: that timing took 1.1 to 1.9 times the best
+        of three (median; 3.5 to 4.1 times at the 90th percentile) on the built-in data,
+        photographs and network weights, and 1.06 to 1.46 times (1.25 to 2.25) with one buffer
+        shared. The best of three hardly changes: the later decompressions found it warm.
     """
 
     def __init__(
-        self, cparams: blosc2.CParams | dict, nbytes: int, *, nthreads: int | None = None
+        self,
+        cparams: blosc2.CParams | dict,
+        nbytes: int,
+        *,
+        nthreads: int | None = None,
+        dst: np.ndarray | None = None,
     ) -> None:
         import blosc2
 
@@ -114,7 +127,22 @@ class ChunkCodec:
         self._append = compiled_method(sc, "append_data")
         self._get = compiled_method(sc, "get_chunk")
         self._delete = compiled_method(sc, "delete_chunk")
-        self._dst = np.empty(self.nbytes, dtype=np.uint8)
+        if dst is None:
+            dst = np.empty(self.nbytes, dtype=np.uint8)
+        elif (
+            dst.dtype != np.uint8
+            or dst.shape != (self.nbytes,)
+            or not dst.flags.c_contiguous
+            or not dst.flags.writeable
+        ):
+            raise InputError(
+                invalid(
+                    "dst",
+                    f"{dst.dtype} array of shape {dst.shape}",
+                    f"a C-contiguous, writeable uint8 array of shape ({self.nbytes},)",
+                )
+            )
+        self._dst = dst
 
     def _check_round_trip(self, got: np.ndarray, buf: np.ndarray) -> None:
         if not np.array_equal(got, buf):
@@ -178,9 +206,13 @@ class ChunkCodec:
 
         The chunk is compressed again (untimed) right before the decompressions, as in
         :meth:`measure_chunk`. Decompressing a copy kept from the first timing instead saved
-        a sixth of the cheaper gather's CPU, but its DECOMP models then chose 1.1 to 1.7 points
+        a sixth of the cheaper gather's CPU, but its DECOMP models then chose 1.0 to 1.7 points
         worse than the full gather's (0.1 to 0.7 this way; ``benchmarks/bench_cheap_gather.py
-        --gain 480``, four and two runs)."""
+        --gain 480``, five and two runs). The reason: a compression at a high level leaves the
+        caches to its own tables, and zstd-9 decompressed right after compressing took up to
+        1.85 times as long as a kept copy decompressed in a row (the median category 1.03
+        times), so the kept copies made those categories look faster than the full gather
+        measures them."""
         if buf.nbytes != self.nbytes:
             raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
         sc, dst = self._schunk, self._dst

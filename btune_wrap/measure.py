@@ -50,7 +50,7 @@ PARTIAL_SUFFIX = ".partial"
 #: The timing noise the cheaper gather allows for: a category's first timing may be up to this
 #: factor slower than the best of ``repeats`` (see :class:`ChunkMeasurer`). Replayed on the same
 #: recorded timings as the full gather (``benchmarks/bench_cheap_gather.py --paired``), 2 kept
-#: 98.5% or more of each dataset's labels, corpus and built-in (1.5: 96.5% or more), for 0.01
+#: 99.5% or more of each dataset's labels, corpus and built-in (1.5: 97.2% or more), for 0.01
 #: more of the timed seconds.
 NOISE = 2.0
 #: A first timing this many times slower per byte than its category's median over the last
@@ -341,9 +341,12 @@ class ChunkMeasurer:
         found = self._codecs.get(key)
         if found is None:
             ts = self.typesize
+            dst = np.empty(nbytes, dtype=np.uint8)  # shared: see ChunkCodec's dst
             found = self._codecs[key] = [
                 ChunkCodec(
-                    c.to_cparams(typesize=ts, blocksize=blocksize, nthreads=self.nthreads), nbytes
+                    c.to_cparams(typesize=ts, blocksize=blocksize, nthreads=self.nthreads),
+                    nbytes,
+                    dst=dst,
                 )
                 for c in self.categories
             ]

@@ -22,7 +22,7 @@ from btune_wrap.categories import SPLIT_CATEGORIES, TUTORIAL_CATEGORIES, Categor
 from btune_wrap.cli import main
 from btune_wrap.compressor import ChunkCodec, RoundTripError, measure_cparams
 from btune_wrap.errors import ConfigError, InputError
-from btune_wrap.measure import default_output, gather, partial_dir, select_chunks
+from btune_wrap.measure import ChunkMeasurer, default_output, gather, partial_dir, select_chunks
 from btune_wrap.measurements import Measurements, summarize
 from btune_wrap.probe import chunk_features
 from btune_wrap.sources import open_source
@@ -265,6 +265,27 @@ def test_measure_cparams_matches_compress2_and_checks_round_trips():
     )  # fmt: skip
     with pytest.raises(RoundTripError, match="did not give the chunk back"):
         measure_cparams(np.arange(ITEMS, dtype=np.int64), lossy, repeats=1)
+
+
+def test_codecs_of_one_chunk_size_decompress_into_one_shared_buffer():
+    buf = mixed_data(2)[:ITEMS].view(np.uint8)
+    measurer = ChunkMeasurer(TUTORIAL_CATEGORIES[:3], 8)
+    codecs = measurer._codecs_for(buf.nbytes, 10_000)
+    assert len({id(c._dst) for c in codecs}) == 1
+    assert measurer._codecs_for(buf.nbytes // 2, 10_000)[0]._dst is not codecs[0]._dst
+    # Sharing it changes nothing a codec gives back, and each round trip is still checked.
+    alone = ChunkCodec(codecs[0].cparams, buf.nbytes)
+    assert codecs[0].measure(buf, 1).cbytes == alone.measure(buf, 1).cbytes
+    codecs[1].measure(buf, 1)
+    assert np.array_equal(codecs[0]._dst, buf)
+    cp = codecs[0].cparams
+    for bad in (
+        np.empty(buf.nbytes - 1, np.uint8),
+        np.empty(buf.nbytes // 8, np.int64),
+        np.empty(2 * buf.nbytes, np.uint8)[::2],
+    ):
+        with pytest.raises(InputError, match="dst"):
+            ChunkCodec(cp, buf.nbytes, dst=bad)
 
 
 # -- bad input: clear error, exit 2, nothing written -----------------------------------------
