@@ -19,6 +19,7 @@ import contextlib
 import importlib.metadata
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -220,22 +221,28 @@ def _layout(source: ChunkSource) -> tuple:
 
 # -- on the workers ----------------------------------------------------------------------------
 
-#: Per worker process: the open input and the measurer (with its codecs) of the last job.
-_OPEN: dict[tuple, tuple[ChunkSource, ChunkMeasurer]] = {}
+#: Per worker thread: the open input and the measurer of the last job. A measurer's codecs
+#: time through scratch super-chunks and one shared buffer, which one thread at a time may
+#: use, and a worker started with several threads (``dask worker`` without ``--nthreads 1``)
+#: runs tasks side by side.
+_OPEN = threading.local()
 
 
 def _opened(
     spec: InputSpec, measurer: ChunkMeasurer, worker: str
 ) -> tuple[ChunkSource, ChunkMeasurer]:
+    jobs: dict[tuple, tuple[ChunkSource, ChunkMeasurer]] | None = getattr(_OPEN, "jobs", None)
+    if jobs is None:
+        jobs = _OPEN.jobs = {}
     key = (spec.path, spec.chunks, spec.blocks, repr(spec.fingerprint), repr(measurer))
-    found = _OPEN.get(key)
+    found = jobs.get(key)
     if found is not None and not _unchanged(found[0], spec):
         found = None  # changed (or gone) since it was opened: open it again, which checks it
     if found is None:
-        for src, _ in _OPEN.values():
+        for src, _ in jobs.values():
             src.close()
-        _OPEN.clear()
-        found = _OPEN[key] = (spec.open(), replace(measurer, worker=worker))
+        jobs.clear()
+        found = jobs[key] = (spec.open(), replace(measurer, worker=worker))
     return found
 
 

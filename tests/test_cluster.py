@@ -117,6 +117,22 @@ def test_a_worker_without_a_package_is_named(client, formats, monkeypatch):
         check_cluster(client, spec, measurer)
 
 
+def test_a_worker_with_two_threads_measures_each_task_with_its_own_codecs(b2, reference, tmp_path):
+    # A worker started without --nthreads 1 runs two tasks at once: they must not share the
+    # scratch super-chunks and the decompression buffer of one measurer.
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        ) as local,
+        distributed.Client(local) as two_threads,
+    ):
+        got = gather(b2, tmp_path / "threads.meas", categories=SPLIT_CATEGORIES, repeats=1,
+                     progress=False, client=two_threads)  # fmt: skip
+    assert_same_tables(got, reference)
+
+
 def test_without_a_cluster_dask_is_not_imported(formats, tmp_path):
     code = (
         "import sys\n"
