@@ -231,9 +231,7 @@ _OPEN = threading.local()
 def _opened(
     spec: InputSpec, measurer: ChunkMeasurer, worker: str
 ) -> tuple[ChunkSource, ChunkMeasurer]:
-    jobs: dict[tuple, tuple[ChunkSource, ChunkMeasurer]] | None = getattr(_OPEN, "jobs", None)
-    if jobs is None:
-        jobs = _OPEN.jobs = {}
+    jobs: dict[tuple, tuple[ChunkSource, ChunkMeasurer]] = vars(_OPEN).setdefault("jobs", {})
     key = (spec.path, spec.chunks, spec.blocks, repr(spec.fingerprint), repr(measurer))
     found = jobs.get(key)
     if found is not None and not _unchanged(found[0], spec):
