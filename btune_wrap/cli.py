@@ -148,6 +148,7 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
         help="python engine: try the model's K best categories on each chunk and keep the best "
         "(each trial is a compression; worth it in decomp mode). Default 1: off",
     )
+    _add_decide_every(p)
     p.add_argument(
         "--force",
         action="store_true",
@@ -179,10 +180,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         echo=not args.quiet,
         force=args.force,
         verify=args.verify,
+        decide_every=args.decide_every,
     )
     # The plugin's trace (and so its inference count) exists only when it was asked for.
     known = trace.engine == "python" or not args.quiet
-    counted = f", {len(trace.inferences)} inferences" if known else ""
+    n = len(trace.inferences)
+    counted = f", {n} inference{'' if n == 1 else 's'}" if known else ""
     stats = getattr(arr, "schunk", arr)  # an HDF5 output's H5Dataset has the same two fields
     print(
         f"Wrote {args.output}: shape {arr.shape}, {arr.dtype}, {stats.nchunks} chunks, "
@@ -221,6 +224,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--no-genetic", action="store_true", help="leave out genetic Btune (the slowest method)"
     )
     _add_judged_model_options(p)
+    _add_decide_every(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -243,6 +247,19 @@ def _add_judged_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_decide_every(p: argparse.ArgumentParser) -> None:
+    """--decide-every: the Python engine's groups of chunks that share one decision."""
+    p.add_argument(
+        "--decide-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="python engine: the model decides for the first chunk of every N consecutive "
+        "chunks, the others take its choice: faster on small chunks, worse where consecutive "
+        "chunks differ (default 1: every chunk)",
+    )
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import ALL_METHODS, Method, check_evaluation_output, evaluate
 
@@ -256,6 +273,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         methods=methods,
         model_format=args.model_format,
         verify=args.verify,
+        decide_every=args.decide_every,
     )
     print(evaluation.format())
     if args.output is not None:

@@ -3,6 +3,8 @@
 For each chunk, the plugin's features (:class:`btune_wrap.probe.ChunkProbe`), normalized with
 the model's JSON, fed with the tradeoff to the ``.tflite`` network through LiteRT; the argmax is
 a category whose parameters compress that chunk (:class:`btune_wrap.compressor.ChunkCodec`).
+On request, consecutive chunks share one decision (``decide_every``): deciding costs about the
+same whatever the chunk's size, more than compressing a small chunk.
 After the inferred chunks, :mod:`btune_wrap.tweak` takes over (see :func:`btune_wrap.infer.compress`
 for what ``use_inference`` means).
 """
@@ -23,7 +25,7 @@ import numpy as np
 from .categories import Category, SplitMode, default_category
 from .compressor import ChunkCodec, DirectWrite, compiled_method, is_special, write_array
 from .config import BtuneConfig, PerfMode
-from .errors import InputError, ModelError
+from .errors import ConfigError, InputError, ModelError, invalid
 from .model import BtuneModel, ExtendedModel, plugin_tradeoff, reads_extended
 from .objective import chunk_objective
 from .parse import parse_int, parse_optional_shape, parse_threads
@@ -74,6 +76,16 @@ class PythonEngine:
         Most neighbour trials in the tweak phase (default 8; 0 disables tweaking).
     repeats
         Timings per tweak measurement, the minimum is kept (default 3).
+    decide_every
+        The model decides for the first chunk of each group of this many consecutive chunks,
+        and the others take that decision (their trace rows' state is ``GROUP``; no
+        verification). Default 1: every chunk. Probing and choosing cost about 30 us per
+        decision whatever the chunk's size: at 40 KB chunks, 6 wrote at 0.71-0.88x of
+        ``blosc2.asarray`` where 1 wrote at 0.33-0.60x (``benchmarks/bench_infer.py``), but
+        on the real-data corpus's chunks of 40 KB it made the choices far worse on arrays
+        whose consecutive chunks differ (brain MRI, Earth rotation:
+        ``benchmarks/bench_groups.py``). Measure it on your data first (``btune evaluate
+        --decide-every``).
     verify
         Categories tried per inferred chunk (default 1: the model's choice, no trial). With
         ``k`` > 1 the model's ``k`` best-scored categories each compress the chunk (in DECOMP
@@ -104,6 +116,7 @@ class PythonEngine:
         max_tweaks: int = 8,
         repeats: int = 3,
         verify: int = 1,
+        decide_every: int = 1,
     ) -> None:
         if model is None and config.use_inference != 0:
             raise ModelError(
@@ -115,6 +128,7 @@ class PythonEngine:
         self.max_tweaks = max_tweaks
         self.repeats = repeats
         self.verify = parse_int("verify", verify, 1, len(model.categories) if model else 1)
+        self.decide_every = check_decide_every(decide_every, self.verify)
         self.tradeoff = plugin_tradeoff(config.tradeoff)
         mode = config.perf_mode
         #: The mode the objective uses (AUTO behaves as COMP, as in the plugin).
@@ -158,6 +172,15 @@ class PythonEngine:
         the layout (see :mod:`btune_wrap.h5sink`). Returns the trace of the decisions.
         """
         return _ArrayFill(self, arr, sink).fill(data)
+
+
+def check_decide_every(decide_every: int, verify: int = 1) -> int:
+    """``decide_every`` validated: an int >= 1, and 1 with verification (``verify`` > 1)."""
+    decide_every = parse_int("decide_every", decide_every, 1)
+    if verify > 1 and decide_every > 1:
+        expected = f"1 with verify={verify} (verification tries every chunk)"
+        raise ConfigError(invalid("decide_every", decide_every, expected))
+    return decide_every
 
 
 def layout_kwargs(
@@ -291,6 +314,8 @@ class _ArrayFill:
         if model is not None:
             self.trace.messages.append(f"INFO: model {model.tflite_path}")
         self.rows = RowLog(self)
+        #: Consecutive chunks per decision (:attr:`PythonEngine.decide_every`).
+        self.group = engine.decide_every
 
     def fill(self, data: np.ndarray) -> Trace:
         engine = self.engine
@@ -299,13 +324,15 @@ class _ArrayFill:
         use = engine.config.use_inference
         n_infer = 0 if model is None else (nchunks if use < 0 else min(use, nchunks))
         per_batch = max(1, min(_BATCH_CHUNKS, -(-_BATCH_BYTES // max(self.chunk_nbytes, 1))))
+        group = self.group
+        per_batch = max(group, per_batch // group * group)  # whole groups per batch
         reader = ChunkReader(data, self.arr, per_batch)
         probe = self._probe
         # With a thread to spare, chunks that are views of the data and a network that ignores
         # the speed feature, the probe runs ahead in a background thread while this one
         # compresses the chunks already probed. (Compressing next to it slows the probe's
         # timings: the speed feature's median dropped by up to 16%; the cratio is unchanged.)
-        whole = None
+        whole = firsts = None
         if (
             probe is not None
             and self.nthreads > 1
@@ -313,36 +340,41 @@ class _ArrayFill:
             and not model.reads_speed
         ):
             whole = reader.view(0, n_infer)
+            # The groups' first chunks (a copy: the probe takes contiguous rows).
+            firsts = None if whole is None else _firsts(whole, group)
         with contextlib.ExitStack() as stack:
             job = None
-            if whole is not None:
+            if firsts is not None:
                 # One untimed probe first, so that one-off costs (compilation, the zeros-speed
                 # reference) do not distort the first chunk's speed feature.
-                probe.many(whole[:1])
-                job = stack.enter_context(probe.start(whole))
+                probe.many(firsts[:1])
+                job = stack.enter_context(probe.start(firsts))
             # A network gets whole batches: each new batch size costs it a re-allocation
             # (measured: taking any ready chunks wrote 40 KB chunks ~30% slower with the
             # extended probe). The neighbours search takes what is ready, at least
             # _LEAST_CHUNKS (each call costs ~30 us besides ~4 us per chunk): waiting for a
             # whole first batch left the writer idle for a third of 400 chunks.
             least = per_batch if model is None or model.whole_batches else _LEAST_CHUNKS
+            least = max(1, least // group)  # in decisions, one per group
             done = 0
             while done < n_infer:
+                first = done // group  # done is a multiple of group
                 if job is not None:
-                    ready = job.wait(done + min(least, n_infer - done))
-                    count = min(per_batch, ready - done)
+                    ready = job.wait(first + least)
+                    count = min(per_batch, (ready - first) * group, n_infer - done)
                     chunks = whole[done : done + count]
-                    feats = job.features(done, done + count)
+                    feats = job.features(first, first - (-count // group))
                 else:
                     count = min(per_batch, n_infer - done)
                     chunks = reader.take(done, count)
                     feats = None
                     if probe is not None:
+                        ahead = _firsts(chunks, group)
                         if done == 0:
-                            probe.many(chunks[:1])  # untimed, as above
-                        feats = probe.many(chunks)
+                            probe.many(ahead[:1])  # untimed, as above
+                        feats = probe.many(ahead)
                 if feats is None:
-                    _write_decided(self, done, chunks, [0.0] * count, None)
+                    _write_decided(self, done, chunks, [], None)
                 else:
                     _write_decided(self, done, chunks, feats.elapsed.tolist(), _decide(self, feats))
                 done += count
@@ -364,10 +396,16 @@ class _ArrayFill:
         return found
 
 
+def _firsts(chunks: np.ndarray, group: int) -> np.ndarray:
+    """The first chunk of each group of ``group`` rows of ``chunks``, C-contiguous."""
+    return chunks if group == 1 else np.ascontiguousarray(chunks[::group])
+
+
 class Decisions(NamedTuple):
-    """The model's choices for consecutive chunks: the category index per chunk (-1 where
-    the probe failed), the ``top`` candidates per chunk for verification (``None`` without)
-    and the seconds of deciding, per chunk."""
+    """The model's choices for consecutive chunks (or the first chunks of consecutive groups,
+    :attr:`PythonEngine.decide_every`): the category index per chunk (-1 where the probe
+    failed), the ``top`` candidates per chunk for verification (``None`` without) and the
+    seconds of deciding, per chunk."""
 
     picked: np.ndarray
     tops: np.ndarray | None
@@ -411,33 +449,39 @@ def _write_decided(
 ) -> None:
     """Write the chunks (rows of ``chunks``, the first being chunk ``first``) of ``fill`` with
     the model's ``decisions`` (``None``: the layout gives no features), verifying them when
-    asked; ``entropy`` holds each chunk's probe seconds."""
+    asked. Decisions and ``entropy`` (the probe's seconds) are per group of ``fill.group``
+    chunks: the group's first chunk was probed, the others take its category."""
     model = fill.engine.model
     assert model is not None
-    count = chunks.shape[0]
+    count, group = chunks.shape[0], fill.group
     if decisions is None:
-        choices, tops, t_inf = [-1] * count, None, [0.0] * count
+        choices, tops, t_inf = [-1] * -(-count // group), None, []
     else:
         choices, tops, t_inf = decisions.picked.tolist(), decisions.tops, decisions.seconds.tolist()
     categories = model.categories
     by_index, counts, write = fill._by_index, fill.counts, fill.rows.write
-    inference = RowState.INFERENCE
-    for k, index in enumerate(choices):
-        step = first + k
+    for j, index in enumerate(choices):
+        k = j * group
         if index < 0:
             # No usable features (see ChunkProbe): go on with the latest choice.
             cat = fill.last or most_predicted(model, counts) or default_category()
-            write(step, chunks[k], fill.writer(cat), RowState.STOP)
-            continue
-        trial = None
-        if tops is not None:
-            index, trial = _verify(fill, chunks[k], tops[k])
-        counts[index] += 1
-        writer = by_index[index]
-        if writer is None:
-            writer = by_index[index] = fill.writer(categories[index])
-        fill.last = writer.category
-        write(step, chunks[k], writer, inference, index, entropy[k], t_inf[k], trial)
+            writer, state = fill.writer(cat), RowState.STOP
+            write(first + k, chunks[k], writer, state)
+        else:
+            trial = None
+            if tops is not None:
+                index, trial = _verify(fill, chunks[k], tops[j])
+            counts[index] += 1
+            writer = by_index[index]
+            if writer is None:
+                writer = by_index[index] = fill.writer(categories[index])
+            fill.last = writer.category
+            state = RowState.GROUP
+            write(
+                first + k, chunks[k], writer, RowState.INFERENCE, index, entropy[j], t_inf[j], trial
+            )
+        for f in range(k + 1, min(k + group, count)):
+            write(first + f, chunks[f], writer, state)
 
 
 def _verify(

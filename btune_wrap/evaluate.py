@@ -278,6 +278,7 @@ def evaluate(
     methods: Sequence[Method | str] = ALL_METHODS,
     model_format: ModelFormat | str = ModelFormat.ENGINE,
     verify: int = 1,
+    decide_every: int = 1,
     progress: bool = True,
 ) -> Evaluation:
     """Evaluate a model on measured chunks against the oracle, fixed best, genetic and defaults.
@@ -307,6 +308,12 @@ def evaluate(
         chunk, the best kept; their compression times count in COMP. Default 1 (off). The
         trials are judged by the timings they are chosen by, which flatters them (see
         ``benchmarks/bench_noise.py``).
+    decide_every
+        The Python engine's ``decide_every``: each measured chunk takes the choice made for
+        the first measured chunk of its group of ``decide_every`` consecutive chunk indices
+        (the group's first chunk itself where it was measured, as in the engine). Default 1:
+        every chunk decides (the plugin's way; the only one with ``model_format="plugin"``
+        or verification).
     progress
         Show progress bars on stderr. Default True.
 
@@ -331,6 +338,12 @@ def evaluate(
             raise ModelError(invalid("models_dir", None, "a models directory (method 'model')"))
         model = load_mode_model(models_dir, perf, model_format)
         verify = parse_int("verify", verify, 1, len(model.categories))
+    from .engine import check_decide_every
+
+    decide_every = check_decide_every(decide_every, verify)
+    if decide_every > 1 and model_format is ModelFormat.PLUGIN:
+        expected = "1 with model_format='plugin' (the plugin decides every chunk)"
+        raise ConfigError(invalid("decide_every", decide_every, expected))
     loaded, meas_dirs = _load_measurements(meas_dirs)
     if reads_extended(model):
         for m in loaded:
@@ -350,8 +363,9 @@ def evaluate(
                 ds.source()
         # 1. every method's choice, as catalog ids; 2. the costs of the choices
         picks = _choose(
-            model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress, verify
-        )
+            model, datasets, catalog, perf, tradeoffs, wanted, notes, genetic_info, progress,
+            verify, decide_every,
+        )  # fmt: skip
         for i, ds in enumerate(datasets):
             ds.fill_costs(catalog, [p[i] for p in picks.values()], progress=progress)
         trials = None
@@ -384,6 +398,7 @@ def evaluate(
         meta["model_format"] = model_format.value
         meta["model_file"] = str(Path(model.tflite_path).name)
         meta["verify"] = verify
+        meta["decide_every"] = decide_every
     inputs = [*([models_dir] if models_dir is not None else []), *meas_dirs]
     inputs += [ds.meas.meta["input"]["path"] for ds in datasets if _recorded_path(ds.meas)]
     return Evaluation(perf, summary, choices, frontier, notes, meta, tuple(map(str, inputs)))
@@ -411,14 +426,24 @@ def _load_measurements(
     return loaded, dirs
 
 
+def group_firsts(chunk_ids: np.ndarray, group: int) -> np.ndarray:
+    """For each of the sorted ``chunk_ids``, the position of the first of them in its group of
+    ``group`` consecutive chunk indices (the chunk whose decision it takes)."""
+    _, first, inverse = np.unique(chunk_ids // group, return_index=True, return_inverse=True)
+    return first[inverse]
+
+
 def model_candidates(
     model: BtuneModel | ExtendedModel | NeighborsModel,
     meas: Measurements,
     tradeoffs: Sequence[float],
     verify: int = 1,
+    group: int = 1,
 ) -> np.ndarray:
     """The model's ``verify`` best-scored category indices for every measured chunk, as the
-    Python engine computes them: int64 ``(ntradeoffs, verify, nchunks)``, best first.
+    Python engine computes them: int64 ``(ntradeoffs, verify, nchunks)``, best first; with
+    ``group`` > 1 each chunk takes those of the first measured chunk of its group
+    (:func:`group_firsts`).
 
     A plugin-format model reads the gather's cratio and speed features, an extended model its
     cratio and extended features (:func:`btune_wrap.features.measured_features`)."""
@@ -434,6 +459,8 @@ def model_candidates(
         else:
             rows = model.choose_many(feats[:, 0], feats[:, 1], t, verify)
         out[k] = np.asarray(rows, dtype=np.int64).reshape(meas.nchunks, verify).T
+    if group > 1:
+        out = out[..., group_firsts(meas.chunks["chunk"].to_numpy(np.int64), group)]
     return out
 
 
@@ -476,6 +503,7 @@ def _choose(
     genetic_info: list[dict[str, object]],
     progress: bool,
     verify: int = 1,
+    group: int = 1,
 ) -> dict[Method, list[np.ndarray]]:
     """Each method's choices: per dataset, catalog ids of shape (ntradeoffs, nchunks); the
     model's are its candidates ``(ntradeoffs, verify, nchunks)``, resolved after their costs
@@ -484,8 +512,9 @@ def _choose(
     picks: dict[Method, list[np.ndarray]] = {}
     if model is not None:
         model_ids = np.array([catalog.add(c) for c in model.categories])
-        picks[Method.MODEL] = [model_ids[model_candidates(model, ds.meas, tradeoffs, verify)]
-                               for ds in datasets]  # fmt: skip
+        picks[Method.MODEL] = [
+            model_ids[model_candidates(model, ds.meas, tradeoffs, verify, group)] for ds in datasets
+        ]
     if Method.FIXED_BEST in wanted:
         picks[Method.FIXED_BEST] = [
             np.repeat(ds.fixed_best(perf, tradeoffs)[:, None], ds.nchunks, axis=1)

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import GENERAL_MODEL_DIR, BtuneConfig
-from .engine import PythonEngine
+from .engine import PythonEngine, check_decide_every
 from .errors import ConfigError, InputError, invalid
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, ExtendedModel, load_engine_model, load_model
@@ -99,6 +99,7 @@ def compress(
     echo: bool = False,
     force: bool = False,
     verify: int = 1,
+    decide_every: int = 1,
 ) -> tuple[blosc2.NDArray | H5Dataset, Trace]:
     """Write ``data`` as a Blosc2 NDArray with a trained model choosing each chunk's parameters.
 
@@ -142,6 +143,11 @@ def compress(
         Python engine: categories tried per inferred chunk, the model's best-scored first; the
         one of best objective is written (default 1: the model's choice, no trial; see
         :class:`btune_wrap.engine.PythonEngine`).
+    decide_every
+        Python engine: the model decides for the first chunk of each group of this many
+        consecutive chunks, the others take its choice (default 1: every chunk). Faster on
+        small chunks, worse where consecutive chunks differ: see
+        :class:`btune_wrap.engine.PythonEngine`.
 
     Returns
     -------
@@ -180,6 +186,10 @@ def compress(
     verify = parse_int("verify", verify, 1)
     if which is Engine.NATIVE and verify != 1:
         raise ConfigError(invalid("verify", verify, "1 with the native engine (the plugin)"))
+    decide_every = check_decide_every(decide_every, verify)
+    if which is Engine.NATIVE and decide_every != 1:
+        expected = "1 with the native engine (the plugin decides every chunk)"
+        raise ConfigError(invalid("decide_every", decide_every, expected))
     if which is Engine.NATIVE:
         require_plugin()
     model = _model_for(cfg, which)
@@ -191,7 +201,10 @@ def compress(
     layout = {"chunks": chunks, "blocks": blocks, "nthreads": nthreads}
     if which is Engine.NATIVE:
         return write_tuned(array, cfg, urlpath=urlpath, echo=echo, force=force, **layout)
-    engine_ = PythonEngine(cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify)
+    engine_ = PythonEngine(
+        cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify,
+        decide_every=decide_every,
+    )  # fmt: skip
     if target is not None:
         attrs = source_attrs(data)
         result, trace = write_h5(engine_, array, target, force=force, attrs=attrs, **layout)

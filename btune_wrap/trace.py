@@ -287,6 +287,9 @@ class RowState(str, Enum):
     """A neighbour of the best parameters was tried on this chunk next to the best."""
     STOP = "STOP"
     """Tuning has ended: the best parameters were used as they are."""
+    GROUP = "GROUP"
+    """The chunk took the parameters the model chose for the first chunk of its group
+    (:attr:`btune_wrap.engine.PythonEngine.decide_every`)."""
 
 
 # -- rendering: the inverse of parse_trace --------------------------------------------------------

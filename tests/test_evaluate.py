@@ -331,3 +331,11 @@ def test_library_errors_name_the_argument(models_dir, meas_dir):
         evaluate(models_dir, meas_dir, "balanced")
     with pytest.raises(InputError, match="each directory once"):
         evaluate(models_dir, [meas_dir, Path(meas_dir) / ".." / Path(meas_dir).name], "comp")
+
+
+def test_group_firsts_points_each_chunk_to_the_first_measured_chunk_of_its_group():
+    from btune_wrap.evaluate import group_firsts
+
+    ids = np.array([1, 2, 5, 9, 10, 11, 24])
+    assert group_firsts(ids, 4).tolist() == [0, 0, 2, 3, 3, 3, 6]
+    assert group_firsts(ids, 1).tolist() == list(range(7))

@@ -12,7 +12,7 @@ import pytest
 
 from btune_wrap import BtuneConfig
 from btune_wrap.categories import parse_categories
-from btune_wrap.errors import InputError, ModelError
+from btune_wrap.errors import ConfigError, InputError, ModelError
 from btune_wrap.features import DEFAULT_FEATURES, FEATURES, feature_array, measured_features
 from btune_wrap.measurements import Measurements, extra_chunk_columns
 from btune_wrap.model import (
@@ -292,6 +292,28 @@ def test_evaluate_judges_the_extended_model_by_default_and_the_plugin_one_on_req
         want = base.choose_many(feats[:, 0], feats[:, 1], tt)
         names = [base.categories[k].name for k in want]
         assert _model_rows(plugin, t).loc[chunks, "category"].tolist() == names
+
+
+def test_evaluate_groups_the_choices_as_the_engine_with_decide_every(
+    gathered: Path, trained: dict
+) -> None:
+    """decide_every=4: each chunk is judged with the choice of the first measured chunk of its
+    group of 4 chunk indices; the plugin-format model decides every chunk, always."""
+    from btune_wrap.evaluate import evaluate, group_firsts
+
+    chunks = Measurements.load(gathered).chunks["chunk"].to_numpy()
+    each = evaluate(trained["dir"], gathered, "comp", methods=["model"], progress=False)
+    four = evaluate(trained["dir"], gathered, "comp", methods=["model"], decide_every=4,
+                    progress=False)  # fmt: skip
+    assert (each.meta["decide_every"], four.meta["decide_every"]) == (1, 4)
+    firsts = group_firsts(chunks, 4)
+    assert len(set(firsts.tolist())) == len(set((chunks // 4).tolist())) > 1
+    for t in (0.0, 0.5, 1.0):
+        names = _model_rows(each, t).loc[chunks, "category"].to_numpy()
+        assert _model_rows(four, t).loc[chunks, "category"].tolist() == names[firsts].tolist()
+    with pytest.raises(ConfigError, match="the plugin decides every chunk"):
+        evaluate(trained["dir"], gathered, "comp", methods=["model"], model_format="plugin",
+                 decide_every=4, progress=False)  # fmt: skip
 
 
 def test_evaluated_verification_keeps_the_best_trial_and_counts_every_trial_in_comp(

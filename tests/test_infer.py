@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,13 +18,14 @@ import blosc2
 import numpy as np
 import pytest
 
-from btune_wrap import BtuneConfig, ModelError, plugin_support
+from btune_wrap import BtuneConfig, ConfigError, ModelError, plugin_support
 from btune_wrap.cli import main as cli_main
-from btune_wrap.data import rand_int
+from btune_wrap.data import mixed_int, rand_int
 from btune_wrap.engine import PythonEngine
 from btune_wrap.infer import Engine, compress
 from btune_wrap.model import load_model, model_paths, plugin_tradeoff
 from btune_wrap.probe import chunk_features
+from btune_wrap.trace import parse_trace
 
 from . import test_engines_newest as newest
 from .conftest import ROOT, bare_path_env, mixed_series
@@ -130,6 +132,30 @@ def test_python_inference_every_chunk(models_dir, mode):
         assert row.inference.time_entropy > 0 and row.inference.time_inference > 0
     # the rows describe the chunks really written
     for i, row in enumerate(trace.rows):
+        nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(arr.schunk.get_chunk(i))
+        assert row.cratio == pytest.approx(nbytes / cbytes)
+
+
+def test_decide_every_6_decides_for_the_first_of_every_6_chunks_as_the_engine_would(models_dir):
+    """decide_every=6: the model decides for chunks 0, 6, 12, ... (each decision the one made
+    deciding every chunk) and the chunks between take that decision."""
+    data = mixed_int(30, run=3, seed=10)
+    config = BtuneConfig(
+        tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=-1, trace=True
+    )
+    arr, trace = compress(data, config, "python", chunks=(5000,), decide_every=6)
+    _, each = compress(data, config, "python", chunks=(5000,))
+    np.testing.assert_array_equal(arr[:], data)
+    assert [r.state for r in trace.rows] == (["INFERENCE"] + ["GROUP"] * 5) * 5
+    assert [r.state for r in parse_trace(trace.raw).rows] == [r.state for r in trace.rows]
+    assert [r.inference for r in trace.rows if r.inference] == trace.inferences
+    assert [i.category for i in trace.inferences] == [
+        each.rows[i].inference.category for i in range(0, 30, 6)
+    ]
+    params = [(r.codec, r.filter, r.clevel, r.split) for r in trace.rows]
+    assert params == [params[i - i % 6] for i in range(30)]
+    assert len(set(params)) > 1, "one category for all: a weak check"
+    for i, row in enumerate(trace.rows):  # the rows describe the chunks really written
         nbytes, cbytes, _ = blosc2.get_cbuffer_sizes(arr.schunk.get_chunk(i))
         assert row.cratio == pytest.approx(nbytes / cbytes)
 
@@ -322,6 +348,42 @@ def test_cli_compress(models_dir, tmp_path, capsys):
     assert cli_main([*args[:2], str(out2), "--models", str(bad), "--engine", "python"]) == 2
     assert "model_comp.tflite and model_comp.json" in capsys.readouterr().err
     assert not out2.exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"decide_every": 0}, "decide_every=0 is invalid"),
+        ({"decide_every": 2.5}, "decide_every=2.5 is invalid"),
+        ({"decide_every": 6, "verify": 2}, "1 with verify=2"),
+        ({"decide_every": 6, "engine": "native"}, "the plugin decides every chunk"),
+    ],
+    ids=["zero", "not-an-int", "with-verification", "native"],
+)
+def test_a_wrong_decide_every_is_refused_before_writing(models_dir, tmp_path, kwargs, message):
+    out = tmp_path / "out.b2nd"
+    engine = kwargs.pop("engine", "python")
+    config = BtuneConfig(models_dir=models_dir)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        compress(rand_int(20_000, seed=3), config, engine, urlpath=out, chunks=(5000,), **kwargs)
+    assert not out.exists()
+
+
+def test_cli_decide_every_groups_chunks_and_a_wrong_one_exits_2(models_dir, tmp_path, capsys):
+    src = tmp_path / "in.npy"
+    np.save(src, rand_int(20_000, seed=4))
+    out = tmp_path / "out.b2nd"
+    args = ["compress", str(src), str(out), "--models", str(models_dir), "--engine", "python",
+            "--chunks", "5000"]  # fmt: skip
+    assert cli_main([*args, "--decide-every", "0"]) == 2
+    assert "--decide-every: decide_every=0 is invalid" in capsys.readouterr().err
+    assert cli_main([*args, "--decide-every", "3", "--verify", "2"]) == 2
+    assert "decide_every=3 is invalid" in capsys.readouterr().err
+    assert not out.exists()
+    assert cli_main([*args, "--decide-every", "2", "--quiet"]) == 0
+    assert "(python engine, 2 inferences)" in capsys.readouterr().out  # 4 chunks, 2 decisions
+    assert cli_main([*args, "--quiet", "--force"]) == 0
+    assert "(python engine, 4 inferences)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

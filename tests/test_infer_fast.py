@@ -201,10 +201,14 @@ def test_probe_job_stops_when_closed():
         job.wait(nchunks)
 
 
-def test_background_probe_writes_what_the_serial_probe_writes(models_dir, monkeypatch):
-    """With nthreads > 1 the probe runs in a background thread; the array and the decisions
-    are those of the serial probe (these models ignore the speed feature, which the
-    background probe's timings could shift)."""
+@pytest.mark.parametrize("decide_every", [1, 6])
+def test_background_probe_writes_what_the_serial_probe_writes(
+    models_dir, monkeypatch, decide_every
+):
+    """With nthreads > 1 the probe runs in a background thread (on the first chunk of each
+    group with decide_every > 1); the array and the decisions are those of the serial probe
+    (these models ignore the speed feature, which the background probe's timings could
+    shift)."""
     assert not load_model(models_dir, "COMP").reads_speed
     started = []
     start = ChunkProbe.start
@@ -218,14 +222,16 @@ def test_background_probe_writes_what_the_serial_probe_writes(models_dir, monkey
     config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=-1)
     out = {}
     for nthreads in (1, 2):
-        arr, trace = compress(data, config, "python", chunks=(5000,), nthreads=nthreads)
+        arr, trace = compress(
+            data, config, "python", chunks=(5000,), nthreads=nthreads, decide_every=decide_every
+        )
         np.testing.assert_array_equal(arr[()], data)
         out[nthreads] = (
             [arr.schunk.get_chunk(i) for i in range(arr.schunk.nchunks)],
             [i.category for i in trace.inferences],
             [(r.step, r.codec, r.filter, r.clevel, r.split, r.cratio) for r in trace.rows],
         )
-    assert started == [(300, 40_000)]  # nthreads=2 only
+    assert started == [(300 // decide_every, 40_000)]  # nthreads=2 only
     assert len(set(out[2][1])) > 1, "the models chose one category: a weak comparison"
     assert out[1] == out[2]
 

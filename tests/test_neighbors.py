@@ -243,12 +243,14 @@ def test_the_compiled_search_averages_the_k_nearest_rows_ties_going_to_earlier_r
             np.testing.assert_allclose(out[i], gains[near].mean(axis=0), rtol=1e-12)
 
 
+@pytest.mark.parametrize("decide_every", [1, 6])
 def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
-    models: Path, monkeypatch
+    models: Path, monkeypatch, decide_every: int
 ) -> None:
     """300 chunks with two threads: the probe runs ahead and the neighbours model takes what
     is ready (batches of varying size); with one thread everything runs in turn. Both write
-    the same chunks, and each choice is the model's on that chunk's probed features."""
+    the same chunks, and each choice is the model's on the probed features of that chunk (with
+    decide_every=6: of the first chunk of its group, which the group's chunks take)."""
     from btune_wrap.infer import compress
     from btune_wrap.probe import ChunkProbe
 
@@ -265,17 +267,26 @@ def test_the_engine_decides_as_the_model_with_the_probe_ahead_or_in_turn(
     out = {}
     for nthreads in (1, 2):
         batches.clear()
-        arr, trace = compress(data, config, "python", chunks=(5000,), nthreads=nthreads)
+        arr, trace = compress(
+            data, config, "python", chunks=(5000,), nthreads=nthreads, decide_every=decide_every
+        )
         np.testing.assert_array_equal(arr[()], data)
         out[nthreads] = (
             [arr.schunk.get_chunk(i) for i in range(arr.schunk.nchunks)],
             [i.category for i in trace.inferences],
         )
-        assert sum(batches) == 300
+        assert sum(batches) == 300 // decide_every
+        leaders = {r.step: r for r in trace.rows if r.step % decide_every == 0}
+        for r in trace.rows:
+            lead = leaders[r.step - r.step % decide_every]
+            assert (r.codec, r.filter, r.clevel, r.split) == (
+                lead.codec, lead.filter, lead.clevel, lead.split
+            )  # fmt: skip
+            assert r.state == ("INFERENCE" if r is lead else "GROUP")
     assert out[1] == out[2]
     chosen = np.array(out[1][1])
     assert len(set(chosen.tolist())) > 1, "one category chosen: a weak comparison"
-    rows = data.view(np.uint8).reshape(300, -1)
+    rows = np.ascontiguousarray(data.view(np.uint8).reshape(300, -1)[::decide_every])
     feats = ChunkProbe(rows.shape[1], 8, arr.schunk.blocksize, extra=True).many(rows)
     model = load_engine_model(models, "comp")
     np.testing.assert_array_equal(chosen, choose(model, feats.cratio, feats.extra, "int64", 0.9))
