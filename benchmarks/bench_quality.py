@@ -93,13 +93,16 @@ def chunk_shape(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES
     return tuple(chunks)
 
 
-def layout(shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple, tuple]:
-    """Chunks of about 256 KB (:func:`chunk_shape`) and blosc2's blocks for them, the chunks
+def layout(
+    shape: tuple[int, ...], dtype: np.dtype, target: int = CHUNK_BYTES
+) -> tuple[tuple, tuple]:
+    """Chunks of about ``target`` bytes (default 256 KB; :func:`chunk_shape`) and blosc2's
+    blocks for them, the chunks
     trimmed to whole blocks: blosc2 pads a chunk to whole blocks with zeros (measured: MRI
     slabs of 5 slices in blocks of 4 were stored as 8 slices, 37% zeros, inflating cratio)."""
     import blosc2
 
-    chunks = chunk_shape(shape, dtype.itemsize)
+    chunks = chunk_shape(shape, dtype.itemsize, target)
     _, blocks = blosc2.compute_chunks_blocks(shape, chunks, None, dtype=dtype)
     if any(c % b for c, b in zip(chunks, blocks, strict=True)):
         chunks = tuple(max(b, c // b * b) for c, b in zip(chunks, blocks, strict=True))
