@@ -316,6 +316,8 @@ class _ArrayFill:
         self.rows = RowLog(self)
         #: Consecutive chunks per decision (:attr:`PythonEngine.decide_every`).
         self.group = engine.decide_every
+        #: The writer and row state of the current group's other chunks.
+        self.group_writer: tuple[CategoryWriter, RowState] | None = None
 
     def fill(self, data: np.ndarray) -> Trace:
         engine = self.engine
@@ -325,7 +327,8 @@ class _ArrayFill:
         n_infer = 0 if model is None else (nchunks if use < 0 else min(use, nchunks))
         per_batch = max(1, min(_BATCH_CHUNKS, -(-_BATCH_BYTES // max(self.chunk_nbytes, 1))))
         group = self.group
-        per_batch = max(group, per_batch // group * group)  # whole groups per batch
+        if group <= per_batch:  # whole groups per batch: as many decisions in each
+            per_batch -= per_batch % group
         reader = ChunkReader(data, self.arr, per_batch)
         probe = self._probe
         # With a thread to spare, chunks that are views of the data and a network that ignores
@@ -341,7 +344,7 @@ class _ArrayFill:
         ):
             whole = reader.view(0, n_infer)
             # The groups' first chunks (a copy: the probe takes contiguous rows).
-            firsts = None if whole is None else _firsts(whole, group)
+            firsts = None if whole is None else _firsts(whole, group, 0)
         with contextlib.ExitStack() as stack:
             job = None
             if firsts is not None:
@@ -355,24 +358,23 @@ class _ArrayFill:
             # _LEAST_CHUNKS (each call costs ~30 us besides ~4 us per chunk): waiting for a
             # whole first batch left the writer idle for a third of 400 chunks.
             least = per_batch if model is None or model.whole_batches else _LEAST_CHUNKS
-            least = max(1, least // group)  # in decisions, one per group
             done = 0
             while done < n_infer:
-                first = done // group  # done is a multiple of group
-                if job is not None:
-                    ready = job.wait(first + least)
-                    count = min(per_batch, (ready - first) * group, n_infer - done)
+                if job is not None:  # the job probes the groups' first chunks, in order
+                    ready = job.wait((done + min(least, n_infer - done) - 1) // group + 1)
+                    count = min(per_batch, ready * group - done, n_infer - done)
                     chunks = whole[done : done + count]
-                    feats = job.features(first, first - (-count // group))
+                    feats = job.features(-(-done // group), -(-(done + count) // group))
                 else:
                     count = min(per_batch, n_infer - done)
                     chunks = reader.take(done, count)
                     feats = None
                     if probe is not None:
-                        ahead = _firsts(chunks, group)
+                        ahead = _firsts(chunks, group, done)
                         if done == 0:
                             probe.many(ahead[:1])  # untimed, as above
-                        feats = probe.many(ahead)
+                        # (no chunk begins a group here: the batch follows the last decision)
+                        feats = probe.many(ahead) if ahead.shape[0] else None
                 if feats is None:
                     _write_decided(self, done, chunks, [], None)
                 else:
@@ -396,9 +398,10 @@ class _ArrayFill:
         return found
 
 
-def _firsts(chunks: np.ndarray, group: int) -> np.ndarray:
-    """The first chunk of each group of ``group`` rows of ``chunks``, C-contiguous."""
-    return chunks if group == 1 else np.ascontiguousarray(chunks[::group])
+def _firsts(chunks: np.ndarray, group: int, first: int) -> np.ndarray:
+    """The rows of ``chunks`` (the first being chunk ``first``) that begin a group of
+    ``group`` chunks (chunk indices multiple of ``group``), C-contiguous."""
+    return chunks if group == 1 else np.ascontiguousarray(chunks[-first % group :: group])
 
 
 class Decisions(NamedTuple):
@@ -449,24 +452,30 @@ def _write_decided(
 ) -> None:
     """Write the chunks (rows of ``chunks``, the first being chunk ``first``) of ``fill`` with
     the model's ``decisions`` (``None``: the layout gives no features), verifying them when
-    asked. Decisions and ``entropy`` (the probe's seconds) are per group of ``fill.group``
-    chunks: the group's first chunk was probed, the others take its category."""
+    asked. Decisions and ``entropy`` (the probe's seconds) are for the chunks that begin a
+    group of ``fill.group`` (:func:`_firsts`); the others take their group's category."""
     model = fill.engine.model
     assert model is not None
-    count, group = chunks.shape[0], fill.group
+    group = fill.group
     if decisions is None:
-        choices, tops, t_inf = [-1] * -(-count // group), None, []
+        choices, tops, t_inf = [-1] * chunks.shape[0], None, []
     else:
         choices, tops, t_inf = decisions.picked.tolist(), decisions.tops, decisions.seconds.tolist()
     categories = model.categories
     by_index, counts, write = fill._by_index, fill.counts, fill.rows.write
-    for j, index in enumerate(choices):
-        k = j * group
+    j = 0  # the next decision
+    for k in range(chunks.shape[0]):
+        step = first + k
+        if step % group:
+            write(step, chunks[k], *fill.group_writer)
+            continue
+        index = choices[j]
         if index < 0:
             # No usable features (see ChunkProbe): go on with the latest choice.
             cat = fill.last or most_predicted(model, counts) or default_category()
-            writer, state = fill.writer(cat), RowState.STOP
-            write(first + k, chunks[k], writer, state)
+            writer = fill.writer(cat)
+            fill.group_writer = (writer, RowState.STOP)
+            write(step, chunks[k], writer, RowState.STOP)
         else:
             trial = None
             if tops is not None:
@@ -476,12 +485,9 @@ def _write_decided(
             if writer is None:
                 writer = by_index[index] = fill.writer(categories[index])
             fill.last = writer.category
-            state = RowState.GROUP
-            write(
-                first + k, chunks[k], writer, RowState.INFERENCE, index, entropy[j], t_inf[j], trial
-            )
-        for f in range(k + 1, min(k + group, count)):
-            write(first + f, chunks[f], writer, state)
+            fill.group_writer = (writer, RowState.GROUP)
+            write(step, chunks[k], writer, RowState.INFERENCE, index, entropy[j], t_inf[j], trial)
+        j += 1
 
 
 def _verify(

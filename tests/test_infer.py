@@ -160,6 +160,26 @@ def test_decide_every_6_decides_for_the_first_of_every_6_chunks_as_the_engine_wo
         assert row.cratio == pytest.approx(nbytes / cbytes)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("decide_every", [200, 10**12])
+def test_groups_longer_than_a_batch_span_batches_and_cost_no_memory(
+    models_dir, decide_every, nthreads
+):
+    """Groups longer than the engine's batches (128 chunks of 40 KB) carry their decision
+    over; a group longer than the array holds one decision, without a buffer that size."""
+    data = mixed_int(300, run=60, seed=12)
+    config = BtuneConfig(tradeoff=0.5, perf_mode="COMP", models_dir=models_dir, use_inference=-1)
+    arr, trace = compress(
+        data, config, "python", chunks=(5000,), nthreads=nthreads, decide_every=decide_every
+    )
+    np.testing.assert_array_equal(arr[:], data)
+    leaders = [r.step for r in trace.rows if r.state == "INFERENCE"]
+    assert leaders == list(range(0, 300, decide_every))
+    assert len(trace.rows) == 300 and {r.state for r in trace.rows} == {"INFERENCE", "GROUP"}
+    params = [(r.codec, r.filter, r.clevel, r.split) for r in trace.rows]
+    assert params == [params[i - i % decide_every] for i in range(300)]
+
+
 @pytest.mark.parametrize("n", [3, 10])
 def test_python_inference_first_n_chunks_then_tweaks(models_dir, n):
     data = rand_int(100_000, seed=11)
