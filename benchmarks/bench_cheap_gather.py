@@ -26,10 +26,10 @@ on the same samples (its first timing is the first sample, each repeat it asks f
 ones). Their label agreement is what skipping timings alone changes, and the share of the
 recorded seconds the replay used is its timing cost against full's (``--paired``): "seconds"
 the timed ones, of which "first" the first timing of every category; "+recompress" adds the
-untimed compression before each repeated decompression (costed at the category's best
-compression time), so that it estimates the share of the codec CPU. The first timings alone,
-cold as they are, cost a third of the full gather's seconds or more: the floor of any gather
-that times every category once.
+untimed compression before each repeated decompression that follows no timed one (costed at
+the category's best compression time), so that it estimates the share of the codec CPU. The
+first timings alone, cold as they are, cost a third of the full gather's seconds or more: the
+floor of any gather that times every category once.
 
 Usage::
 
@@ -147,8 +147,9 @@ class _Replay:
                 raise RuntimeError(f"the replay asked for more than {len(times)} timings")
             self.used[k] += n
             out.append(min(taken, default=np.inf))
-        if decompressions:  # ChunkCodec.time_more compresses the chunk again first, untimed
-            self.recompressed += min(self.ctimes)
+        # ChunkCodec.time_more compresses the chunk, untimed, before each decompression
+        # beyond the compressions it times.
+        self.recompressed += max(decompressions - compressions, 0) * min(self.ctimes)
         return out[0], out[1]
 
     def seconds_used(self) -> float:

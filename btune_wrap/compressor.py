@@ -200,41 +200,36 @@ class ChunkCodec:
         self, buf: np.ndarray, compressions: int, decompressions: int
     ) -> tuple[float, float]:
         """The best of ``compressions`` more compression times and of ``decompressions`` more
-        decompression times of ``buf`` (``inf`` where 0), as :meth:`measure_chunk` takes them
-        but separately: the cheaper gather repeats only the operation whose time can still
-        change a label. Every decompression is checked like there.
+        decompression times of ``buf`` (``inf`` where 0), taken as :meth:`measure_chunk` takes
+        them: each decompression right after a compression of the chunk (untimed where no
+        compression time is asked for), and checked like there. The cheaper gather repeats only
+        the operation whose time can still change a label.
 
-        The chunk is compressed again (untimed) right before the decompressions, as in
-        :meth:`measure_chunk`. Decompressing a copy kept from the first timing instead saved
-        a sixth of the cheaper gather's CPU, but its DECOMP models then chose 1.0 to 1.7 points
-        worse than the full gather's (0.1 to 0.7 this way; ``benchmarks/bench_cheap_gather.py
-        --gain 480``, five and two runs). The reason: a compression at a high level leaves the
-        caches to its own tables, and zstd-9 decompressed right after compressing took up to
-        1.85 times as long as a kept copy decompressed in a row (the median category 1.03
-        times), so the kept copies made those categories look faster than the full gather
-        measures them."""
+        Decompressions are never timed in a row, nor on a copy kept from an earlier
+        compression: a compression at a high level leaves the caches to its own tables, and
+        zstd-9 decompressed right after compressing took up to 1.85 times as long as in a row
+        (the median category 1.03 times). Kept copies saved a sixth of the cheaper gather's
+        CPU but made zstd-6/9 look faster than the full gather measures them, and its DECOMP
+        models chose 1.0 to 1.7 points worse than the full gather's
+        (``benchmarks/bench_cheap_gather.py --gain 480``, five runs)."""
         if buf.nbytes != self.nbytes:
             raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
         sc, dst = self._schunk, self._dst
         clock = time.perf_counter
         ctime = dtime = math.inf
-        for _ in range(compressions):
+        for k in range(max(compressions, decompressions)):
             t0 = clock()
             sc.append_data(buf)
             t1 = clock()
-            sc.delete_chunk(0)
-            ctime = min(ctime, t1 - t0)
-        if decompressions:
-            sc.append_data(buf)
             try:
-                for _ in range(decompressions):
-                    t0 = clock()
+                if k < decompressions:
                     sc.decompress_chunk(0, dst)
-                    t1 = clock()
-                    dtime = min(dtime, t1 - t0)
+                    dtime = min(dtime, clock() - t1)
                     self._check_round_trip(dst, buf)
             finally:
                 sc.delete_chunk(0)
+            if k < compressions:
+                ctime = min(ctime, t1 - t0)
         return ctime, dtime
 
 
