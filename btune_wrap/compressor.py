@@ -173,27 +173,7 @@ class ChunkCodec:
 
     def measure_chunk(self, buf: np.ndarray, repeats: int = 3) -> tuple[bytes, Measurement]:
         """:meth:`measure`, also returning the compressed chunk."""
-        if buf.nbytes != self.nbytes:
-            raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
-        sc, dst = self._schunk, self._dst
-        clock = time.perf_counter
-        ctime = dtime = math.inf
-        chunk = b""
-        for _ in range(repeats):
-            t0 = clock()
-            sc.append_data(buf)
-            t1 = clock()
-            sc.decompress_chunk(0, dst)
-            t2 = clock()
-            # The chunk's own length: schunk.cbytes is not reliable here (blosc2 4.0.0 does not
-            # subtract a deleted special-value chunk from it).
-            chunk = sc.get_chunk(0)
-            sc.delete_chunk(0)
-            if t1 - t0 < ctime:
-                ctime = t1 - t0
-            if t2 - t1 < dtime:
-                dtime = t2 - t1
-            self._check_round_trip(dst, buf)
+        ctime, dtime, chunk = self._timed(buf, repeats, repeats, keep=True)
         return chunk, Measurement(len(chunk), ctime, dtime)
 
     def time_more(
@@ -212,11 +192,20 @@ class ChunkCodec:
         CPU but made zstd-6/9 look faster than the full gather measures them, and its DECOMP
         models chose 1.0 to 1.7 points worse than the full gather's
         (``benchmarks/bench_cheap_gather.py --gain 480``, five runs)."""
+        return self._timed(buf, compressions, decompressions)[:2]
+
+    def _timed(
+        self, buf: np.ndarray, compressions: int, decompressions: int, keep: bool = False
+    ) -> tuple[float, float, bytes]:
+        """The best compression and decompression times of ``buf`` over ``compressions`` and
+        ``decompressions`` runs, each decompression right after a compression (untimed beyond
+        ``compressions``) and checked; with ``keep`` also the last compressed chunk."""
         if buf.nbytes != self.nbytes:
             raise InputError(invalid("buf.nbytes", buf.nbytes, f"{self.nbytes} bytes"))
         sc, dst = self._schunk, self._dst
         clock = time.perf_counter
         ctime = dtime = math.inf
+        chunk = b""
         for k in range(max(compressions, decompressions)):
             t0 = clock()
             sc.append_data(buf)
@@ -226,11 +215,15 @@ class ChunkCodec:
                     sc.decompress_chunk(0, dst)
                     dtime = min(dtime, clock() - t1)
                     self._check_round_trip(dst, buf)
+                if keep:
+                    # The chunk's own length: schunk.cbytes is not reliable here (blosc2 4.0.0
+                    # does not subtract a deleted special-value chunk from it).
+                    chunk = sc.get_chunk(0)
             finally:
                 sc.delete_chunk(0)
             if k < compressions:
                 ctime = min(ctime, t1 - t0)
-        return ctime, dtime
+        return ctime, dtime, chunk
 
 
 class DirectWrite:

@@ -314,8 +314,6 @@ class _ArrayFill:
         if model is not None:
             self.trace.messages.append(f"INFO: model {model.tflite_path}")
         self.rows = RowLog(self)
-        #: Consecutive chunks per decision (:attr:`PythonEngine.decide_every`).
-        self.group = engine.decide_every
         #: The writer and row state of the current group's other chunks.
         self.group_writer: tuple[CategoryWriter, RowState] | None = None
 
@@ -326,7 +324,7 @@ class _ArrayFill:
         use = engine.config.use_inference
         n_infer = 0 if model is None else (nchunks if use < 0 else min(use, nchunks))
         per_batch = max(1, min(_BATCH_CHUNKS, -(-_BATCH_BYTES // max(self.chunk_nbytes, 1))))
-        group = self.group
+        group = engine.decide_every
         if group <= per_batch:  # whole groups per batch: as many decisions in each
             per_batch -= per_batch % group
         reader = ChunkReader(data, self.arr, per_batch)
@@ -453,10 +451,10 @@ def _write_decided(
     """Write the chunks (rows of ``chunks``, the first being chunk ``first``) of ``fill`` with
     the model's ``decisions`` (``None``: the layout gives no features), verifying them when
     asked. Decisions and ``entropy`` (the probe's seconds) are for the chunks that begin a
-    group of ``fill.group`` (:func:`_firsts`); the others take their group's category."""
+    group of ``decide_every`` (:func:`_firsts`); the others take their group's category."""
     model = fill.engine.model
     assert model is not None
-    group = fill.group
+    group = fill.engine.decide_every
     if decisions is None:
         choices, tops, t_inf = [-1] * chunks.shape[0], None, []
     else:
