@@ -31,7 +31,7 @@ from .objective import chunk_objective
 from .parse import parse_int, parse_optional_shape, parse_threads
 from .probe import MIN_CHUNK_NBYTES, ChunkProbe, FeatureArrays
 from .runtime import implicit_tuner_off
-from .sources import ChunkReader, check_array, resolve_layout
+from .sources import ChunkReader, check_array, region_reader, resolve_layout
 from .trace import Banner, InferenceLine, RowState, Trace, TraceRow, assemble, format_trace
 from .tweak import TweakSearch, most_predicted
 
@@ -147,15 +147,17 @@ class PythonEngine:
         blocks: Sequence[int] | None = None,
         nthreads: int | None = None,
     ) -> tuple[blosc2.NDArray, Trace]:
-        """Write ``array`` chunk by chunk with the engine's decisions; see :func:`compress`."""
+        """Write ``array`` chunk by chunk with the engine's decisions; see :func:`compress`.
+        ``array`` may be read by regions (:func:`btune_wrap.sources.region_reader`): a file's
+        array is then read one batch of chunks at a time, never whole."""
         import blosc2
 
-        data = np.asarray(array)
-        check_array("array", data.shape, data.dtype, numeric=False)
+        data = region_reader(array)
+        check_array("array", tuple(data.shape), np.dtype(data.dtype), numeric=False)
         kwargs = layout_kwargs(data, chunks, blocks, nthreads)
         with write_array(urlpath) as where:
             with implicit_tuner_off():
-                arr = blosc2.empty(data.shape, dtype=data.dtype, **kwargs, **where)
+                arr = blosc2.empty(tuple(data.shape), dtype=np.dtype(data.dtype), **kwargs, **where)
             trace = self.fill(arr, data)
             if urlpath is not None:
                 del arr
@@ -194,14 +196,14 @@ def layout_kwargs(
     import blosc2
 
     nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
-    chunks = parse_optional_shape("chunks", chunks, data.ndim)
-    blocks = parse_optional_shape("blocks", blocks, data.ndim)
+    chunks = parse_optional_shape("chunks", chunks, len(data.shape))
+    blocks = parse_optional_shape("blocks", blocks, len(data.shape))
     kwargs: dict[str, object] = {}
     if nthreads is not None:
         kwargs["cparams"] = {"nthreads": nthreads}
     kwargs["chunks"], kwargs["blocks"] = cached_layout(
-        data.shape,
-        data.dtype.str,
+        tuple(data.shape),
+        np.dtype(data.dtype).str,
         chunks,
         blocks,
         nthreads,

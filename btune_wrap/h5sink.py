@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import posixpath
 import struct
@@ -43,7 +44,7 @@ from .categories import Category, Filter, default_category
 from .engine import PythonEngine, layout_kwargs
 from .errors import ConfigError, InputError, invalid
 from .outputs import check_target as check_output_path
-from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner, check_array
+from .sources import HDF5_SUFFIXES, _is_hdf5, _split_inner, check_array, region_reader
 
 if TYPE_CHECKING:
     import blosc2
@@ -229,7 +230,7 @@ def check_h5_array(array: np.ndarray, chunks: Sequence[int] | None = None) -> No
         :data:`MAX_ITEMSIZE` bytes; chunks larger than the array in some dimension (HDF5
         refuses those for a dataset of fixed size).
     """
-    shape, dtype = array.shape, array.dtype
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     check_array("data", shape, dtype, numeric=False)
     if not _h5_dtype(dtype) or dtype.itemsize > MAX_ITEMSIZE:
         expected = (
@@ -394,7 +395,7 @@ def write_h5(
 
     from .runtime import implicit_tuner_off
 
-    data = np.asarray(array)
+    data = region_reader(array)
     check_h5_array(data)
     check_target(target, force=force)
     # The shapes PythonEngine.write picks for a .b2nd, from its cache: asking blosc2.empty
@@ -402,7 +403,7 @@ def write_h5(
     kwargs: dict[str, Any] = layout_kwargs(data, chunks, blocks, nthreads)
     check_h5_array(data, kwargs["chunks"])
     with implicit_tuner_off():
-        layout = blosc2.empty(data.shape, dtype=data.dtype, **kwargs)
+        layout = blosc2.empty(tuple(data.shape), dtype=np.dtype(data.dtype), **kwargs)
         framer = ChunkFramer(layout)
     filter_ = blosc2_filter(default_category())
     with _dataset_slot(target, force) as (group, name):
@@ -431,11 +432,11 @@ def write_h5(
     result = H5Dataset(
         target=target,
         shape=tuple(data.shape),
-        dtype=data.dtype,
+        dtype=np.dtype(data.dtype),
         chunks=tuple(layout.chunks),
         blocks=tuple(layout.blocks),
         nchunks=layout.schunk.nchunks,
-        nbytes=data.nbytes,
+        nbytes=math.prod(data.shape) * np.dtype(data.dtype).itemsize,
         cbytes=cbytes,
     )
     return result, trace

@@ -39,11 +39,13 @@ runs its genetic search.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -193,23 +195,28 @@ def compress(
     if which is Engine.NATIVE:
         require_plugin()
     model = _model_for(cfg, which)
-    array, src_chunks, src_blocks = _load_input(data)
-    check_array("data", array.shape, array.dtype, numeric=False)
-    nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
-    chunks = parse_optional_shape("chunks", chunks, array.ndim) or src_chunks
-    blocks = parse_optional_shape("blocks", blocks, array.ndim) or src_blocks
-    layout = {"chunks": chunks, "blocks": blocks, "nthreads": nthreads}
-    if which is Engine.NATIVE:
-        return write_tuned(array, cfg, urlpath=urlpath, echo=echo, force=force, **layout)
-    engine_ = PythonEngine(
-        cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify,
-        decide_every=decide_every,
-    )  # fmt: skip
-    if target is not None:
-        attrs = source_attrs(data)
-        result, trace = write_h5(engine_, array, target, force=force, attrs=attrs, **layout)
-    else:
-        result, trace = engine_.write(array, urlpath=urlpath, **layout)
+    # The plugin takes the whole array, and HDF5 cannot open a file for writing that this
+    # process holds open for reading: those inputs are loaded; the Python engine reads the
+    # others one batch of chunks at a time.
+    whole = which is Engine.NATIVE or (target is not None and _same_hdf5_file(data, target))
+    with _open_input(data, whole) as (array, src_chunks, src_blocks):
+        check_array("data", tuple(array.shape), np.dtype(array.dtype), numeric=False)
+        ndim = len(array.shape)
+        nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
+        chunks = parse_optional_shape("chunks", chunks, ndim) or src_chunks
+        blocks = parse_optional_shape("blocks", blocks, ndim) or src_blocks
+        layout = {"chunks": chunks, "blocks": blocks, "nthreads": nthreads}
+        if which is Engine.NATIVE:
+            return write_tuned(array, cfg, urlpath=urlpath, echo=echo, force=force, **layout)
+        engine_ = PythonEngine(
+            cfg, model, max_tweaks=max_tweaks, repeats=repeats, verify=verify,
+            decide_every=decide_every,
+        )  # fmt: skip
+        if target is not None:
+            attrs = source_attrs(data)
+            result, trace = write_h5(engine_, array, target, force=force, attrs=attrs, **layout)
+        else:
+            result, trace = engine_.write(array, urlpath=urlpath, **layout)
     if echo and trace.raw:
         sys.stdout.write(trace.raw)
         sys.stdout.flush()
@@ -232,25 +239,48 @@ def _model_for(
     return load_model(config.models_dir, config.perf_mode)
 
 
-def _load_input(data: object) -> tuple[np.ndarray, tuple[int, ...] | None, tuple[int, ...] | None]:
-    """The data as a NumPy array, with the chunk/block shapes of a Blosc2 input."""
+@contextlib.contextmanager
+def _open_input(
+    data: object, whole: bool
+) -> Iterator[tuple[Any, tuple[int, ...] | None, tuple[int, ...] | None]]:
+    """The data to compress, with the chunk/block shapes of a Blosc2 input: a file path opened
+    (:func:`btune_wrap.sources.open_source`) and read by regions
+    (:meth:`~btune_wrap.sources.ChunkSource.region_array`, the file kept open until the block
+    ends) or, with ``whole``, loaded; a Blosc2 NDArray read by regions or loaded; anything
+    else as a NumPy array."""
     import blosc2
 
     if isinstance(data, (str, os.PathLike)):
         from .sources import open_source
 
         source = open_source(data)
-        array = np.asarray(source.load_array())
-        chunks = getattr(source, "chunks", None)
-        blocks = getattr(source, "blocks", None)
-        is_b2 = str(data).endswith((".b2nd", ".b2frame"))
-        return (
-            array,
-            tuple(chunks) if is_b2 and chunks else None,
-            tuple(blocks) if is_b2 and blocks else None,
-        )
+        try:
+            array = np.asarray(source.load_array()) if whole else source.region_array()
+            is_b2 = str(data).endswith((".b2nd", ".b2frame"))
+            chunks = tuple(source.chunks) if is_b2 else None
+            blocks = tuple(source.blocks) if is_b2 else None
+            if whole:
+                source.close()
+            yield array, chunks, blocks
+        finally:
+            source.close()
+        return
     if isinstance(data, blosc2.NDArray):
-        return data[()], tuple(data.chunks), tuple(data.blocks)
+        yield data[()] if whole else data, tuple(data.chunks), tuple(data.blocks)
+        return
     if data is None:
         raise InputError(invalid("data", None, "an array, a Blosc2 array or a file path"))
-    return np.asarray(data), None, None
+    yield np.asarray(data), None, None
+
+
+def _same_hdf5_file(data: object, target: object) -> bool:
+    """Whether ``data`` names a dataset in the HDF5 file ``target`` (an ``H5Target``) writes."""
+    if not isinstance(data, (str, os.PathLike)):
+        return False
+    from .sources import _split_inner
+
+    try:
+        file, inner = _split_inner(os.fspath(data))
+    except InputError:
+        return False
+    return inner is not None and file.resolve() == Path(target.file).resolve()

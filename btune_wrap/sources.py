@@ -188,6 +188,13 @@ class ChunkSource:
         """The whole array as NumPy."""
         raise NotImplementedError
 
+    def region_array(self) -> Any:
+        """The array to read the chunks' regions from, one region at a time (``shape``,
+        ``dtype`` and NumPy-style slicing; valid until :meth:`close`): the input's own array
+        object where reading a region reads little more (a memory-mapped ``.npy``, an h5py
+        dataset, a Zarr array, a Blosc2 NDArray), else the whole array (:meth:`load_array`)."""
+        return self.load_array()
+
     def close(self) -> None:
         """Release open files."""
 
@@ -264,6 +271,9 @@ class ArraySource(ChunkSource):
     def load_array(self) -> np.ndarray:
         return np.asarray(self._data[...])
 
+    def region_array(self) -> Any:
+        return self._data
+
     def close(self) -> None:
         if self._closer is not None:
             self._closer.close()
@@ -290,6 +300,9 @@ class NDArraySource(ChunkSource):
 
     def load_array(self) -> np.ndarray:
         return self._arr[()]
+
+    def region_array(self) -> Any:
+        return self._arr
 
 
 class FrameSource(ChunkSource):
@@ -620,6 +633,20 @@ def check_array(
     return dtype
 
 
+def region_reader(data: object) -> Any:
+    """``data`` as the Python engine reads it, one chunk's region at a time: a NumPy array, or
+    an array object that reads a region without the rest (an h5py dataset, a Zarr array, a
+    Blosc2 NDArray: anything with ``shape``, ``dtype`` and NumPy-style slicing), as it is;
+    anything else through ``numpy.asarray``."""
+    if isinstance(data, np.ndarray):
+        return data
+    if all(hasattr(data, a) for a in ("shape", "dtype", "__getitem__")) and not isinstance(
+        data, (list, tuple, str, bytes)
+    ):
+        return data
+    return np.asarray(data)
+
+
 def _check_index(i: int, nchunks: int) -> None:
     parse_int("chunk index", i, 0, nchunks - 1, error=InputError)
 
@@ -716,21 +743,23 @@ class ChunkReader:
     :func:`btune_wrap.sources.chunk_buffer` lays them out. Whole chunks of 1-D C-contiguous
     data whose blocks divide the chunk are that layout already: they come as views of ``data``
     (no copy). Other chunks are copied into one buffer of ``max_count`` rows, reused by the next
-    call: use the rows before taking more.
+    call: use the rows before taking more. ``data`` may be an array read by regions
+    (:func:`region_reader`): only the chunks taken are read, 1-D data one slab per call.
     """
 
-    def __init__(self, data: np.ndarray, arr: blosc2.NDArray, max_count: int = 1) -> None:
+    def __init__(self, data: Any, arr: blosc2.NDArray, max_count: int = 1) -> None:
         self.data = data
         self.chunks, self.blocks = tuple(arr.chunks), tuple(arr.blocks)
         self.nchunks = arr.schunk.nchunks
         self.nbytes = arr.schunk.chunksize
         self.max_count = max_count
         chunks, blocks = self.chunks, self.blocks
-        # A whole 1-D chunk whose blocks divide it is a plain slice of contiguous data: a view.
+        # A whole 1-D chunk whose blocks divide it is a plain slice of contiguous data: a view
+        # of a NumPy array; of another array (read by regions), one read per batch of chunks.
         step = chunks[0] if len(chunks) == 1 and chunks[0] % blocks[0] == 0 else 0
-        self.full = (
-            data.shape[0] // step if step and data.ndim == 1 and data.flags.c_contiguous else 0
-        )
+        self.slab = step if step and len(data.shape) == 1 else 0
+        viewable = isinstance(data, np.ndarray) and data.flags.c_contiguous
+        self.full = data.shape[0] // step if self.slab and viewable else 0
         self._raw = data.reshape(-1).view(np.uint8) if self.full else None
         self._scratch: np.ndarray | None = None
 
@@ -757,6 +786,13 @@ class ChunkReader:
         if self._scratch is None:
             self._scratch = np.empty((self.max_count, nbytes), dtype=np.uint8)
         out = self._scratch[:count]
+        if self.slab:
+            part = np.asarray(self.data[first * self.slab : (first + count) * self.slab])
+            flat = out.reshape(-1)
+            got = np.ascontiguousarray(part).reshape(-1).view(np.uint8)
+            flat[: got.size] = got
+            flat[got.size :] = 0  # the last chunk's padding
+            return out
         for k in range(count):
             buf = chunk_buffer(self.data, first + k, self.chunks, self.blocks)
             out[k] = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
