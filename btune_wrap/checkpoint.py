@@ -73,6 +73,7 @@ class Checkpoint:
         parts = self._parts()
         for part in parts:
             done.update(_part_chunks(part))
+            part_workers(part)
         self._nparts = len(parts)
         return done
 
@@ -115,8 +116,7 @@ class Checkpoint:
         ).astype(RESULT_TABLE)
         known: dict[str, dict[str, object]] = {}
         for p in parts:
-            if (p / PART_WORKERS).is_file():
-                known.update(json.loads((p / PART_WORKERS).read_text()))
+            known.update(part_workers(p))
         known.update(self.workers)
         workers = {w: known.get(w, {}) for w in sorted(set(chunks["worker"]))}
         if sorted(chunks["chunk"].tolist()) != selection:
@@ -145,17 +145,32 @@ def _part_chunks(part: Path) -> list[int]:
         ids = pd.read_parquet(part / CHUNKS_FILE, columns=["chunk"])["chunk"]
         results = pd.read_parquet(part / RESULTS_FILE, columns=["chunk"])["chunk"]
     except (OSError, ValueError) as exc:
-        raise InputError(
-            f"checkpoint part {str(part)!r} is damaged ({type(exc).__name__}: {exc}): delete "
-            "that directory to measure its chunks again with --resume, or start over with --force"
-        ) from None
+        raise _damaged(part, f"{type(exc).__name__}: {exc}") from None
     if set(results.tolist()) != set(ids.tolist()):
-        raise InputError(
-            f"checkpoint part {str(part)!r} is damaged (its two tables name other chunks): "
-            "delete that directory to measure its chunks again with --resume, or start over "
-            "with --force"
-        )
+        raise _damaged(part, "its two tables name other chunks")
     return [int(i) for i in ids]
+
+
+def part_workers(part: Path) -> dict[str, dict[str, object]]:
+    """Who measured a part's chunks (its ``workers.json``: ``{worker: info}``), read and
+    checked; ``{}`` for a part without one (checkpoints from before the file existed)."""
+    path = part / PART_WORKERS
+    if not path.is_file():
+        return {}
+    try:
+        workers = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise _damaged(part, f"{str(path)!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(workers, dict) or not all(isinstance(v, dict) for v in workers.values()):
+        raise _damaged(part, f"{str(path)!r} is not an object of worker descriptions")
+    return workers
+
+
+def _damaged(part: Path, why: str) -> InputError:
+    return InputError(
+        f"checkpoint part {str(part)!r} is damaged ({why}): delete that directory to measure "
+        "its chunks again with --resume, or start over with --force"
+    )
 
 
 def show_differences(keys: list[str], saved: dict, now: dict) -> str:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +46,8 @@ MAX_BATCH = 16
 #: Batches in flight per worker (so a worker never waits for the next one).
 _IN_FLIGHT = 3
 _FORMS = "'local', 'local:N' (N worker processes) or a scheduler address 'tcp://HOST:PORT'"
+#: Reads of a scheduler file before it is refused (see :func:`_scheduler_address`).
+_FILE_READS = 10
 
 
 @contextlib.contextmanager
@@ -69,8 +73,9 @@ def connect(
     Raises
     ------
     ConfigError
-        Neither or both of ``cluster``/``scheduler_file``, a malformed ``cluster``, dask not
-        installed, a scheduler that cannot be reached or has no worker within ``timeout``.
+        Neither or both of ``cluster``/``scheduler_file``, a malformed ``cluster``, a
+        ``scheduler_file`` that names no scheduler address, dask not installed, a scheduler
+        that cannot be reached or has no worker within ``timeout``.
     """
     timeout = parse_float("timeout", timeout, 0.001)
     if (cluster is None) == (scheduler_file is None):
@@ -85,10 +90,9 @@ def connect(
         ) from None
     local = None
     if scheduler_file is not None:
-        if not Path(scheduler_file).is_file():
-            raise ConfigError(invalid("scheduler_file", str(scheduler_file), "an existing file"))
-        where = f"the scheduler in {str(scheduler_file)!r}"
-        opts: dict[str, object] = {"scheduler_file": str(scheduler_file)}
+        address = _scheduler_address(scheduler_file)
+        where = f"the scheduler in {str(scheduler_file)!r} ({address})"
+        opts: dict[str, object] = {"address": address}
     else:
         nworkers = _local_workers(cluster)
         if nworkers is not None:
@@ -135,9 +139,46 @@ def _local_workers(cluster: str | None) -> int | None:
         return os.cpu_count() or 1
     if text.startswith("local:"):
         return parse_int("cluster workers", _int_or_text(text[6:]), 1)
-    if "://" in text and text.rsplit(":", 1)[-1].isdigit():
+    if _is_address(text):
         return None
     raise ConfigError(invalid("cluster", cluster, _FORMS))
+
+
+def _is_address(text: str) -> bool:
+    """``SCHEME://HOST:PORT``, the form of a scheduler address."""
+    return "://" in text and text.rsplit(":", 1)[-1].isdigit()
+
+
+def _scheduler_address(scheduler_file: str | os.PathLike[str]) -> str:
+    """The scheduler address a scheduler file names; ConfigError if it is not such a file.
+
+    Checked here because ``distributed.Client`` given a file without an address fails with a
+    bare AssertionError, and with a malformed one leaves a half-made client whose cleanup
+    times out 2 s later.
+    """
+    path = Path(scheduler_file)
+    if not path.is_file():
+        raise ConfigError(invalid("scheduler_file", str(scheduler_file), "an existing file"))
+    # 'dask scheduler' writes the file in place, not atomically: a read may catch it half
+    # written. distributed's Client reads it up to 10 times, 10 ms apart; so do we.
+    for attempt in range(_FILE_READS):
+        if attempt:
+            time.sleep(0.01)
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        address = found.get("address") if isinstance(found, dict) else None
+        if isinstance(address, str) and _is_address(address):
+            return address
+    raise ConfigError(
+        invalid(
+            "scheduler_file",
+            str(scheduler_file),
+            "the JSON file 'dask scheduler --scheduler-file FILE' writes, with the scheduler's "
+            "address 'SCHEME://HOST:PORT'",
+        )
+    )
 
 
 def _int_or_text(text: str) -> int | str:

@@ -69,8 +69,23 @@ def default_output(source: ChunkSource) -> Path:
 
 def partial_dir(output: str | os.PathLike[str]) -> Path:
     """Where a gather into ``output`` keeps its checkpoints until it completes."""
-    output = Path(output)
+    output = output_path(output)
     return output.with_name(f".{output.name}{PARTIAL_SUFFIX}")
+
+
+def output_path(output: object) -> Path:
+    """``output`` as a Path, refused (InputError) unless it is a path whose last component
+    names the directory to make: ``.``, ``/`` or ``..`` name a directory to write into, and
+    the checkpoint beside it (:func:`partial_dir`) would have no name."""
+    text = os.fspath(output) if isinstance(output, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise InputError(invalid("output", output, "a path (str or os.PathLike) or None"))
+    path = Path(text)
+    if path.name in ("", ".."):
+        raise InputError(
+            invalid("output", text, "a path whose last component names the directory to make")
+        )
+    return path
 
 
 def select_chunks(
@@ -178,13 +193,16 @@ def gather(
     ------
     InputError
         Bad input (see :func:`btune_wrap.sources.open_source`), chunks the probe cannot
-        handle, an existing ``output`` without ``force``/``resume``, a checkpoint made with
-        other options. Nothing is written in these cases.
+        handle, an ``output`` that names no directory to make (``.``, ``/``: see
+        :func:`output_path`), an existing ``output`` without ``force``/``resume``, a
+        checkpoint made with other options or damaged. Nothing is written in these cases.
     ConfigError
-        Invalid categories or options.
+        Invalid categories or options (such as a ``client`` that is not a
+        ``distributed.Client``).
     """
     from .sources import ChunkSource, open_source
 
+    output = None if output is None else output_path(output)
     settings = _Settings(
         categories=_as_categories(categories),
         repeats=parse_int("repeats", repeats, 1),
@@ -193,7 +211,7 @@ def gather(
         nthreads=parse_threads("nthreads", nthreads),
         progress=progress,
         checkpoint_every=parse_float("checkpoint_every", checkpoint_every, 0.0),
-        client=client,
+        client=_as_client(client),
     )
     if resume and force:
         raise ConfigError("resume=True and force=True are exclusive: continue, or start over")
@@ -225,6 +243,17 @@ def _as_categories(categories: Iterable[Category | str]) -> tuple[Category, ...]
     if not cats:
         raise ConfigError(invalid("categories", [], "at least one category"))
     return cats
+
+
+def _as_client(client: object) -> Client | None:
+    """``client`` checked: None or a ``distributed.Client``. Looked up where Dask is already
+    imported (a Client cannot exist otherwise): a serial gather must not import Dask."""
+    if client is None:
+        return None
+    distributed = sys.modules.get("distributed")
+    if distributed is None or not isinstance(client, distributed.Client):
+        raise ConfigError(invalid("client", client, "a distributed.Client or None"))
+    return client
 
 
 @dataclass

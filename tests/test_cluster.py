@@ -192,6 +192,31 @@ def test_an_unreachable_scheduler_exits_2_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_a_file_that_is_not_a_scheduler_file_exits_2_and_writes_nothing(client, tmp_path, capsys):
+    path = tmp_path / "a.b2nd"
+    blosc2.asarray(np.arange(20_000), chunks=(5000,), urlpath=str(path), mode="w")
+    files = {
+        "text.txt": "hello",
+        "list.json": "[1]",
+        "no-address.json": '{"type": "Scheduler"}',
+        "bad-address.json": '{"address": "hello"}',
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name in files:
+        cmd = ["gather", str(path), "--scheduler-file", str(tmp_path / name)]
+        assert main([*cmd, "--connect-timeout", "1", "--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert f"scheduler_file={str(tmp_path / name)!r} is invalid: expected the JSON" in err
+        assert "Traceback" not in err, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # A real scheduler file still connects.
+    client.write_scheduler_file(str(tmp_path / "scheduler.json"))
+    with connect(scheduler_file=tmp_path / "scheduler.json", timeout=30) as other:
+        assert addresses(other) == addresses(client)
+
+
 def test_a_killed_worker_costs_only_a_rerun(client, b2, reference, tmp_path):
     out = tmp_path / "killed.meas"
     work = partial_dir(out)

@@ -402,3 +402,61 @@ def test_gather_accepts_an_open_source(tmp_path):
     expected = gather(tmp_path / "d.npy", chunks=(ITEMS,), blocks=(2500,), categories=FEW[:2],
                       repeats=1, progress=False)  # fmt: skip
     assert_same_tables(got, expected)
+
+
+def small_b2nd(directory: Path) -> Path:
+    """A ``.b2nd`` of 4 chunks of 5000 int64."""
+    path = directory / "a.b2nd"
+    blosc2.asarray(np.arange(20_000), chunks=(ITEMS,), urlpath=str(path), mode="w")
+    return path
+
+
+def test_an_output_that_names_no_directory_to_make_exits_2_and_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    path = small_b2nd(tmp_path)
+    monkeypatch.chdir(tmp_path)  # '.' and '' are the test's directory
+    before = listing(tmp_path)
+    for output in (".", "./", "/", "", ".."):
+        assert main(["gather", str(path), "--output", output, "--quiet"]) == 2, output
+        err = capsys.readouterr().err
+        assert f"output={output!r} is invalid: expected a path whose last component" in err
+        with pytest.raises(InputError, match="last component names the directory to make"):
+            gather(path, Path(output), categories=FEW[:1], progress=False)
+        assert listing(tmp_path) == before, output
+
+
+def test_a_client_or_output_of_another_type_is_refused_before_any_checkpoint(tmp_path):
+    path = small_b2nd(tmp_path)
+    before = listing(tmp_path)
+    opts = {"categories": FEW[:1], "progress": False}
+    with pytest.raises(ConfigError, match=r"client=5 is invalid: expected a distributed\.Client"):
+        gather(path, tmp_path / "x.meas", client=5, **opts)
+    with pytest.raises(ConfigError, match="client='tcp://127.0.0.1:8786' is invalid"):
+        gather(path, tmp_path / "x.meas", client="tcp://127.0.0.1:8786", **opts)
+    with pytest.raises(InputError, match=r"output=5 is invalid: expected a path \(str or"):
+        gather(path, 5, **opts)
+    assert listing(tmp_path) == before
+
+
+def test_a_damaged_workers_file_is_refused_on_resume_before_measuring(b2, tmp_path, capsys):
+    out = tmp_path / "damaged.meas"
+    work = partial_dir(out)
+    cmd = [sys.executable, str(SCRIPT), str(b2), "--output", str(out), "--categories", "split"]
+    cmd += ["--repeats", "1", "--checkpoint-every", "0", "--quiet"]
+    run_until_checkpoint(cmd, out)
+    parts = sorted(p.name for p in work.glob("part-*"))
+    workers = work / parts[0] / "workers.json"
+    opts = {"categories": SPLIT_CATEGORIES, "repeats": 1, "progress": False, "resume": True}
+    for damage in (b"\xff\xfe", b"{bad", b'["not", "workers"]'):
+        workers.write_bytes(damage)
+        with pytest.raises(InputError, match="is damaged") as refused:
+            gather(b2, out, **opts)
+        message = str(refused.value)
+        assert str(workers) in message and "start over with --force" in message
+        # Refused before measuring: no new part (an interrupted measure flushes one).
+        assert sorted(p.name for p in work.glob("part-*")) == parts and not out.exists()
+        assert workers.read_bytes() == damage
+    cli = ["gather", str(b2), "--output", str(out), "--categories", "split", "--repeats", "1"]
+    assert main([*cli, "--resume", "--quiet"]) == 2
+    assert "workers.json" in capsys.readouterr().err
