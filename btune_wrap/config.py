@@ -61,6 +61,10 @@ class RepeatMode(Enum):
 Tradeoff = float | tuple[float, float, float]
 
 
+#: Largest value of the plugin's integer knobs (a C int).
+_C_INT = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class BtuneConfig:
     """Every knob of the Btune plugin, validated at construction.
@@ -118,9 +122,11 @@ class BtuneConfig:
                 raise ConfigError(
                     invalid("models_dir", str(self.models_dir), "a path under 255 bytes")
                 )
-        set_(self, "use_inference", parse_int("use_inference", self.use_inference, -1))
+        # The plugin reads these as C ints: 2**32 + 1 waits became 1, 2**31 hards an unreadable
+        # banner. The Python engine takes the same bounds.
+        set_(self, "use_inference", parse_int("use_inference", self.use_inference, -1, _C_INT))
         for name in ("nwaits", "nsofts", "nhards"):
-            set_(self, name, parse_int(name, getattr(self, name), 0))
+            set_(self, name, parse_int(name, getattr(self, name), 0, _C_INT))
         set_(self, "bandwidth", parse_int("bandwidth", self.bandwidth, 1, 2**32 - 1))
         for name in ("cparams_hint", "trace"):
             set_(self, name, parse_bool(name, getattr(self, name)))

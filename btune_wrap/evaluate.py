@@ -413,9 +413,12 @@ def _load_measurements(
 
     if isinstance(items, (str, os.PathLike, Measurements)):
         items = [items]
+    expected = "measurement directories (paths) or Measurements, at least one"
+    if not isinstance(items, (list, tuple)) or not items:
+        raise InputError(invalid("measurement directories", items, expected))
     items = list(items)
-    if not items:
-        raise InputError(invalid("measurement directories", [], "at least one"))
+    if not all(isinstance(m, (str, os.PathLike, Measurements)) for m in items):
+        raise InputError(invalid("measurement directories", items, expected))
     dirs = [d for d in items if not isinstance(d, Measurements)]
     seen = [Path(d).resolve() for d in dirs]
     twice = sorted({str(d) for d in dirs if seen.count(Path(d).resolve()) > 1})
@@ -578,9 +581,15 @@ def load_mode_model(
 ) -> BtuneModel | ExtendedModel | NeighborsModel:
     """The model ``mode`` uses in ``models_dir`` in ``model_format`` (``"engine"``: the
     extended one where there is one); a clear :class:`ModelError` when it has none."""
-    from .model import has_extended_model, load_extended_model, load_model, model_paths
+    from .model import (
+        has_extended_model,
+        load_extended_model,
+        load_model,
+        model_paths,
+        models_path,
+    )
 
-    directory = Path(models_dir)
+    directory = models_path(models_dir)
     engine = parse_enum("model_format", model_format, ModelFormat) is ModelFormat.ENGINE
     if engine and directory.is_dir() and has_extended_model(directory, mode):
         return load_extended_model(directory, mode)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError, invalid
+from .parse import parse_dtype
 from .probe import EXTRA_FEATURES
 
 if TYPE_CHECKING:
@@ -41,11 +42,7 @@ NEEDS_EXTRA = frozenset(EXTRA_FEATURES)
 def dtype_columns(dtype: str | np.dtype) -> dict[str, float]:
     """The columns that depend only on the dtype: ``log2_typesize``, ``kind_float`` (1 for
     floating and complex kinds) and ``kind_signed`` (1 for signed integers)."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise InputError(invalid("dtype", dtype, "a NumPy dtype")) from None
-    return dict(_dtype_columns(dt))
+    return dict(_dtype_columns(parse_dtype("dtype", dtype, error=InputError)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -54,7 +54,7 @@ from .engine import PythonEngine, check_decide_every
 from .errors import ConfigError, InputError, invalid
 from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
 from .model import BtuneModel, ExtendedModel, load_engine_model, load_model
-from .outputs import check_output
+from .outputs import check_output, read_paths
 from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
 from .plugin import plugin_support, require_plugin, write_tuned
 from .sources import check_array
@@ -181,8 +181,7 @@ def compress(
     if target is not None:
         check_target(target, force=force, source=data)
     elif urlpath is not None:
-        inputs = [data] if isinstance(data, (str, os.PathLike)) else []
-        check_output(urlpath, inputs, force=force, name="urlpath")
+        check_output(urlpath, read_paths(data), force=force, name="urlpath")
     max_tweaks = parse_int("max_tweaks", max_tweaks, 0)
     repeats = parse_int("repeats", repeats, 1)
     verify = parse_int("verify", verify, 1)

@@ -29,7 +29,7 @@ import numpy as np
 from . import quiet
 from .categories import Category
 from .config import PerfMode, Tradeoff
-from .errors import ModelError
+from .errors import ModelError, invalid
 from .parse import parse_float
 
 if TYPE_CHECKING:
@@ -617,10 +617,17 @@ def has_extended_model(models_dir: str | os.PathLike[str], perf_mode: PerfMode |
     return json_path.is_file() and (tflite.is_file() or json_path.with_suffix(".npz").is_file())
 
 
+def models_path(models_dir: object) -> Path:
+    """``models_dir`` as a Path, or :class:`ModelError` where it is not a path."""
+    if not isinstance(models_dir, (str, os.PathLike)):
+        raise ModelError(invalid("models_dir", models_dir, "a models directory (a path)"))
+    return Path(models_dir)
+
+
 def _model_files(models_dir, mode: PerfMode, paths) -> tuple[Path, Path, Path]:
     """The directory and the ``.tflite`` and ``.json`` files ``paths(directory, mode)`` names,
     or :class:`ModelError` if any is missing."""
-    directory = Path(models_dir)
+    directory = models_path(models_dir)
     if not directory.is_dir():
         raise ModelError(f"models_dir={str(directory)!r} is not a directory")
     tflite_path, json_path = paths(directory, mode)

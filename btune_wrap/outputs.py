@@ -23,6 +23,32 @@ from pathlib import Path
 from .errors import InputError, invalid
 
 
+def read_paths(data: object) -> list[str]:
+    """The files a run reads for ``data``: a path (``file.h5:/ds`` included) as it is, the
+    file of a Blosc2 array or super-chunk opened from one; nothing for data in memory."""
+    if isinstance(data, (str, os.PathLike)):
+        return [os.fspath(data)]
+    schunk = getattr(data, "schunk", data)
+    if not type(schunk).__module__.startswith("blosc2"):
+        return []
+    urlpath = getattr(schunk, "urlpath", None)
+    return [os.fspath(urlpath)] if urlpath else []
+
+
+def parse_path(name: str, path: object) -> str:
+    """``path`` as text, refused (named) where it is not a path or not UTF-8: blosc2 and
+    pyarrow raise ``UnicodeEncodeError`` on names such as ``b'\\xff.npy'`` decoded by Python
+    with ``surrogateescape``."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text:
+        raise InputError(invalid(name, path, "a file or directory path"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(invalid(name, text, "a path in UTF-8")) from None
+    return text
+
+
 def input_path(spec: str | os.PathLike[str]) -> Path:
     """The file or directory behind an input: ``file.h5:/group/ds`` -> ``file.h5``."""
     text = os.fspath(spec)
@@ -50,9 +76,7 @@ def check_target(
 
     ``inputs`` are paths (or ``file.h5:/dataset`` specs) the same run reads.
     """
-    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
-    if not text:
-        raise InputError(invalid(name, path, "a file or directory path"))
+    text = parse_path(name, path)
     out = Path(text)
     resolved = out.resolve()
     for spec in inputs:

@@ -10,7 +10,7 @@ one of these, so one rule holds everywhere and every refusal reads the same:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TypeVar
 
@@ -182,3 +182,24 @@ def parse_choice(
             if key == choice.lower():
                 return choice
     raise error(invalid(name, value, "one of " + ", ".join(repr(c) for c in choices)))
+
+
+def parse_dtype(name: str, value: object, *, error: type[BtuneWrapError] = ConfigError) -> np.dtype:
+    """A NumPy dtype from a dtype or its ``str()`` as ``meta.json`` records it (a structured
+    dtype's is the list of its fields, ``"[('a', '<i4'), ('b', '<f8')]"``, which
+    ``numpy.dtype`` does not read back); ``error`` naming ``name`` otherwise."""
+    import ast
+
+    try:
+        if isinstance(value, str) and value.startswith("["):
+            return np.dtype(ast.literal_eval(value))
+        return np.dtype(value)
+    except (TypeError, ValueError, SyntaxError):
+        raise error(invalid(name, value, "a NumPy dtype")) from None
+
+
+def parse_callback(name: str, value: object) -> Callable | None:
+    """``value`` if it is callable or None (a progress callback), else :class:`ConfigError`."""
+    if value is not None and not callable(value):
+        raise ConfigError(invalid(name, value, "a function (called with one str) or None"))
+    return value

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 from . import quiet
 from .atomic import atomic_path
 from .config import BtuneConfig
-from .errors import InputError, PluginCrashError, PluginUnavailableError, invalid
-from .outputs import check_output
+from .errors import ConfigError, InputError, PluginCrashError, PluginUnavailableError, invalid
+from .outputs import check_output, read_paths
 from .parse import parse_bool, parse_optional_shape, parse_threads
 from .runtime import implicit_tuner_off, installed_version
 from .trace import Trace, parse_trace
@@ -280,10 +281,12 @@ def write_tuned(
     """
     import blosc2
 
+    if not isinstance(config, BtuneConfig):
+        raise ConfigError(invalid("config", config, "a BtuneConfig"))
     data = _plugin_input(array)
     layout = _layout(data, chunks, blocks, nthreads)
-    if urlpath is not None:
-        check_output(urlpath, force=parse_bool("force", force), name="urlpath")
+    if urlpath is not None:  # never the file a Blosc2 array was opened from
+        check_output(urlpath, read_paths(array), force=parse_bool("force", force), name="urlpath")
     with contextlib.ExitStack() as stack:
         target = None if urlpath is None else str(stack.enter_context(atomic_path(urlpath)))
         [(text, written)] = _run_plugin(data, [config], layout, target, urlpath=urlpath)
@@ -326,8 +329,9 @@ def _plugin_input(array: object) -> np.ndarray:
     must be able to run here (versions)."""
     from .sources import check_array
 
-    if array is None:
-        raise InputError(invalid("array", None, "an array (anything numpy.asarray accepts)"))
+    if array is None or isinstance(array, (str, bytes, os.PathLike)):
+        expected = "an array (anything numpy.asarray accepts; compress() takes file paths)"
+        raise InputError(invalid("array", array, expected))
     data = np.asarray(array)
     check_array("array", data.shape, data.dtype, numeric=False)
     require_plugin()
@@ -342,7 +346,8 @@ def _layout(data: np.ndarray, chunks, blocks, nthreads) -> dict[str, object]:
     nthreads = None if nthreads is None else parse_threads("nthreads", nthreads)
     chunks = parse_optional_shape("chunks", chunks, data.ndim)
     blocks = parse_optional_shape("blocks", blocks, data.ndim)
-    resolve_layout(data.shape, data.dtype, chunks, blocks, nthreads=nthreads, where="array")
+    used = resolve_layout(data.shape, data.dtype, chunks, blocks, nthreads=nthreads, where="array")
+    _check_block_room(data.dtype.itemsize, *used)
     layout: dict[str, object] = {}
     if chunks is not None:
         layout["chunks"] = chunks
@@ -351,6 +356,17 @@ def _layout(data: np.ndarray, chunks, blocks, nthreads) -> dict[str, object]:
     if nthreads is not None:
         layout["nthreads"] = nthreads
     return layout
+
+
+def _check_block_room(itemsize: int, chunks: Sequence[int], blocks: Sequence[int]) -> None:
+    """Refuse blocks too small for the plugin's instrumentation
+    (:func:`btune_wrap.probe.check_block_room`): with 8-byte blocks its child hung, idle, until
+    stopped after two minutes."""
+    from .probe import check_block_room
+    from .sources import ext_chunks
+
+    nbytes = math.prod(ext_chunks(chunks, blocks)) * itemsize
+    check_block_room(nbytes, itemsize, math.prod(blocks) * itemsize)
 
 
 #: Seconds a plugin child may run: two minutes, plus a second per MB of each configuration's

@@ -763,6 +763,12 @@ def _probe_layout(nbytes: int, typesize: int, blocksize: int) -> tuple[int, int]
             "(the plugin skips inference on smaller chunks)"
         )
         raise InputError(invalid("chunk nbytes", nbytes, expected))
+    return check_block_room(nbytes, typesize, blocksize)
+
+
+def check_block_room(nbytes: int, typesize: int, blocksize: int) -> tuple[int, int]:
+    """``(blocksize, nblocks)`` the plugin's probe uses for a chunk of ``nbytes``, or
+    :class:`InputError` where its blocks are too small for the plugin's instrumentation."""
     bs = effective_blocksize(nbytes, typesize, blocksize)
     nblocks = -(-nbytes // bs)
     if INSTR_BYTES_PER_BLOCK * nblocks > nbytes:

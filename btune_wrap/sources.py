@@ -379,7 +379,9 @@ def open_source(
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(invalid("path", path, _FORMS))
-    name = os.fspath(path)
+    from .outputs import parse_path
+
+    name = parse_path("input", path)
     file, inner = _split_inner(name)
     suffix = file.suffix.lower()
     if inner is None and file.is_file() and suffix in (".b2nd", ".b2frame"):
@@ -612,6 +614,11 @@ def is_numeric(dtype: np.dtype) -> bool:
     return dtype.kind in NUMERIC_KINDS
 
 
+#: Most dimensions of a Blosc2 array (B2ND_MAX_DIM): blosc2 raises on more, the plugin crashes
+#: (SIGSEGV with 17, SIGFPE with 32).
+MAX_DIMS = 16
+
+
 def check_array(
     name: str, shape: tuple[int, ...], dtype: np.dtype, *, numeric: bool = True
 ) -> np.dtype:
@@ -620,6 +627,9 @@ def check_array(
     default: measuring needs it) any dtype that is not numeric."""
     if len(shape) == 0:
         raise InputError(invalid(f"{name}: shape", shape, "an array of at least one dimension"))
+    if len(shape) > MAX_DIMS:
+        expected = f"an array of at most {MAX_DIMS} dimensions (blosc2's limit)"
+        raise InputError(invalid(f"{name}: shape", shape, expected))
     if math.prod(shape) == 0:
         raise InputError(invalid(f"{name}: shape", shape, "a non-empty array"))
     if dtype.hasobject or (numeric and not is_numeric(dtype)):

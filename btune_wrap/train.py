@@ -68,6 +68,7 @@ from .objective import (
 from .outputs import check_target
 from .parse import (
     parse_bool,
+    parse_callback,
     parse_choice,
     parse_float,
     parse_int,
@@ -341,7 +342,12 @@ def prepare(
         Tradeoffs to label for. Default :data:`TRADEOFFS`.
     """
     perf_mode = parse_mode(mode)
-    sets = [measurements] if isinstance(measurements, Measurements) else list(measurements)
+    if isinstance(measurements, Measurements):
+        sets = [measurements]
+    elif isinstance(measurements, (list, tuple)):
+        sets = list(measurements)
+    else:
+        sets = []
     if not sets or not all(isinstance(m, Measurements) for m in sets):
         raise InputError(
             invalid("measurements", measurements, "a Measurements or a non-empty list of them")
@@ -638,6 +644,7 @@ def fit(
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise ConfigError(invalid("config", config, "a TrainConfig"))
+    progress = parse_callback("progress", progress)
     data = prepare(measurements, mode, config.tradeoffs)
     if extended and data.extended is None:
         raise InputError(_NO_EXTENDED)
@@ -952,6 +959,11 @@ def export(
     Unless ``force``, a file that already exists is refused (:class:`InputError`) before
     anything is written. Returns the paths written.
     """
+    from .neighbors import NeighborsModel
+
+    if not isinstance(trained, (TrainedModel, NeighborsModel)):
+        expected = "a model from fit() (a TrainedModel or a NeighborsModel)"
+        raise ConfigError(invalid("trained", trained, expected))
     check_models_output(directory, [trained.mode], force=force, stems=[trained.stem])
     from . import report
     from .neighbors import NeighborsModel, write_neighbors

@@ -589,3 +589,131 @@ def _gather_interrupted(src: Path, out: Path, categories: list[str]) -> None:
         )
     finally:
         measure.ChunkCodec.measure = real
+
+
+# -- a second probe of bad inputs (2026-11-28) -----------------------------------------------
+
+
+def _needs_plugin() -> None:
+    from btune_wrap import plugin_support
+
+    if not plugin_support():
+        pytest.skip(plugin_support().reason)
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_more_than_16_dimensions_are_refused_before_blosc2_or_the_plugin(engine, tmp_path, capsys):
+    # Before: blosc2 raised ValueError (exit 1); the plugin's child died of SIGSEGV (17
+    # dimensions) or SIGFPE (32).
+    if engine == "native":
+        _needs_plugin()
+    data = np.arange(2**17, dtype=np.int32).reshape((2,) * 17)
+    with pytest.raises(InputError, match="at most 16 dimensions"):
+        compress(data, BtuneConfig(), engine)
+    np.save(tmp_path / "d17.npy", data)
+    args = ["compress", str(tmp_path / "d17.npy"), str(tmp_path / "o.b2nd"), "--engine", engine]
+    assert main(args) == 2
+    assert "at most 16 dimensions" in capsys.readouterr().err
+    assert not (tmp_path / "o.b2nd").exists()
+    with pytest.raises(InputError, match="at most 16 dimensions"):
+        gather(tmp_path / "d17.npy", tmp_path / "d17.meas", progress=False)
+
+
+def test_the_plugins_integer_knobs_are_bounded_as_c_ints():
+    # Before: the plugin read 2**32 + 1 waits as 1, 2**32 hards as 0, and 2**31 hards made a
+    # banner no parser could read.
+    for name, value in (("nwaits", 2**32 + 1), ("nhards", 2**31), ("nsofts", 10**20),
+                        ("use_inference", 10**20)):  # fmt: skip
+        with pytest.raises(ConfigError, match=name):
+            BtuneConfig(**{name: value})
+    assert BtuneConfig(nhards=2**31 - 1, use_inference=2**31 - 1).nhards == 2**31 - 1
+
+
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_a_blosc2_array_is_never_written_over_the_file_it_was_read_from(engine, tmp_path):
+    from btune_wrap.plugin import write_tuned
+
+    path = tmp_path / "a.b2nd"
+    blosc2.asarray(np.arange(50_000), chunks=(5000,), urlpath=str(path), mode="w")
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="apart from the input"):
+        compress(blosc2.open(str(path)), BtuneConfig(), engine, urlpath=path, force=True)
+    with pytest.raises(InputError, match="apart from the input"):
+        write_tuned(blosc2.open(str(path)), BtuneConfig(), urlpath=path, force=True)
+    assert path.read_bytes() == before
+
+
+def test_blocks_too_small_for_the_plugin_are_refused_before_it_runs(tmp_path):
+    # Before: with 8-byte blocks the plugin's child hung, idle, until stopped after 2 minutes.
+    _needs_plugin()
+    from btune_wrap.plugin import write_tuned
+
+    data = np.random.default_rng(0).integers(0, 1000, 200_000)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="bytes per block"):
+        compress(data, BtuneConfig(), "native", chunks=(1000,), blocks=(1,))
+    with pytest.raises(InputError, match="bytes per block"):
+        write_tuned(data, BtuneConfig(), chunks=(1000,), blocks=(1,))
+    assert time.monotonic() - t0 < 60  # refused, not timed out (a loaded machine is slow)
+
+
+def test_paths_that_are_not_utf8_get_named_errors(small, tmp_path, capsys):
+    # Before: UnicodeEncodeError from pyarrow or blosc2, exit 1.
+    odd = os.fsdecode(b"\xff\xfe.npy")
+    (tmp_path / odd).write_bytes(small["npy"].read_bytes())
+    assert main(["gather", str(tmp_path / odd), "--output", str(tmp_path / "g.meas")]) == 2
+    assert "a path in UTF-8" in capsys.readouterr().err
+    out = tmp_path / os.fsdecode(b"\xfe.b2nd")
+    assert main(["compress", str(small["npy"]), str(out), "--engine", "python"]) == 2
+    assert "a path in UTF-8" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd]
+
+
+def test_a_structured_dtype_gathered_gives_features_for_training(tmp_path):
+    # Before: the gather succeeded, then train and evaluate said the dtype recorded in
+    # meta.json, "[('a', '<i4'), ('b', '<f8')]", was not a NumPy dtype.
+    from btune_wrap.features import measured_features
+    from btune_wrap.parse import parse_dtype
+
+    data = np.zeros(40_000, dtype=[("a", "<i4"), ("b", "<f8")])
+    data["a"] = np.arange(40_000)
+    data["b"] = np.random.default_rng(0).normal(size=40_000)
+    np.save(tmp_path / "s.npy", data)
+    meas = gather(tmp_path / "s.npy", categories=["lz4-shuffle-nosplit-5"], chunks=(5000,),
+                  repeats=1, progress=False)  # fmt: skip
+    feats = measured_features(meas)
+    assert feats is not None and feats.shape[0] == meas.nchunks and np.isfinite(feats).all()
+    for dt in (data.dtype, np.dtype(">i4"), np.dtype("f2"), np.dtype([("x", "u1", (3,))])):
+        assert parse_dtype("dtype", str(dt)) == dt
+    with pytest.raises(ConfigError, match="a NumPy dtype"):
+        parse_dtype("dtype", "[('a', 'no such type')]")
+
+
+def test_api_arguments_of_the_wrong_type_get_named_errors(small, models_dir):
+    # Before: AttributeError or TypeError from deep inside (fit: after training had run).
+    from btune_wrap.errors import ModelError
+    from btune_wrap.evaluate import evaluate
+    from btune_wrap.model import load_model
+    from btune_wrap.plugin import write_tuned
+    from btune_wrap.train import export, fit
+
+    data = np.arange(10_000)
+    for config in (None, {}):
+        with pytest.raises(ConfigError, match="config"):
+            write_tuned(data, config)
+    with pytest.raises(InputError, match="compress"):
+        write_tuned(str(small["npy"]), BtuneConfig())
+    with pytest.raises(InputError, match="measurements"):
+        fit(None)
+    with pytest.raises(ConfigError, match="progress"):
+        fit(Measurements.load(small["meas"]), progress=5)
+    with pytest.raises(ConfigError, match="trained"):
+        export(None, small["dir"] / "never")
+    assert not (small["dir"] / "never").exists()
+    for bad in (None, 5):
+        with pytest.raises(ModelError, match="models_dir"):
+            load_model(bad, "comp")
+        with pytest.raises(InputError, match="measurement directories"):
+            evaluate(models_dir, bad)
+    with pytest.raises(ModelError, match="models_dir"):
+        evaluate(5, small["meas"])
