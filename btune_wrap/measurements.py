@@ -364,6 +364,10 @@ def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:
     """Load several measurement directories that share one category set (in one order)."""
     if not paths:
         raise InputError(invalid("measurement directories", [], "at least one"))
+    seen = [Path(p).resolve() for p in paths]
+    twice = sorted({os.fspath(p) for p, r in zip(paths, seen, strict=True) if seen.count(r) > 1})
+    if twice:  # its chunks would count twice in training
+        raise InputError(invalid("measurement directories", twice, "each directory once"))
     loaded = [Measurements.load(p) for p in paths]
     check_same_categories(loaded)
     return loaded

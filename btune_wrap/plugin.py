@@ -281,8 +281,8 @@ def write_tuned(
     """
     import blosc2
 
-    if not isinstance(config, BtuneConfig):
-        raise ConfigError(invalid("config", config, "a BtuneConfig"))
+    check_plugin_config(config)
+    echo = parse_bool("echo", echo)
     data = _plugin_input(array)
     layout = _layout(data, chunks, blocks, nthreads)
     if urlpath is not None:  # never the file a Blosc2 array was opened from
@@ -314,6 +314,8 @@ def tuned_traces(
     the plugin's first-call set-up) took 1.0-1.4 s on a loaded 2-core machine, a genetic run of
     8-240 chunks 10-90 ms (``benchmarks/bench_isolate.py``).
     """
+    for config in configs:
+        check_plugin_config(config)
     data = _plugin_input(array)
     layout = _layout(data, chunks, blocks, nthreads)
     runs = _run_plugin(data, list(configs), layout, None, urlpath=False)
@@ -321,6 +323,18 @@ def tuned_traces(
     for trace in traces:
         trace.engine = "native"
     return traces
+
+
+def check_plugin_config(config: object) -> None:
+    """Refuse what the plugin cannot run with: anything but a :class:`BtuneConfig`, and a
+    ``(cratio, speed, quality)`` tradeoff, with which blosc2_btune 1.2.1 fails to create the
+    array ("Error while creating the NDArray", integer and float data alike; the Python engine
+    takes it)."""
+    if not isinstance(config, BtuneConfig):
+        raise ConfigError(invalid("config", config, "a BtuneConfig"))
+    if isinstance(config.tradeoff, tuple):
+        expected = "a float in [0, 1] with the plugin (the native engine); a triple only with "
+        raise ConfigError(invalid("tradeoff", config.tradeoff, expected + "engine='python'"))
 
 
 def _plugin_input(array: object) -> np.ndarray:

@@ -645,6 +645,7 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise ConfigError(invalid("config", config, "a TrainConfig"))
     progress = parse_callback("progress", progress)
+    extended = parse_bool("extended", extended)
     data = prepare(measurements, mode, config.tradeoffs)
     if extended and data.extended is None:
         raise InputError(_NO_EXTENDED)
@@ -964,6 +965,7 @@ def export(
     if not isinstance(trained, (TrainedModel, NeighborsModel)):
         expected = "a model from fit() (a TrainedModel or a NeighborsModel)"
         raise ConfigError(invalid("trained", trained, expected))
+    force = parse_bool("force", force)
     check_models_output(directory, [trained.mode], force=force, stems=[trained.stem])
     from . import report
     from .neighbors import NeighborsModel, write_neighbors

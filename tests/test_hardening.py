@@ -717,3 +717,41 @@ def test_api_arguments_of_the_wrong_type_get_named_errors(small, models_dir):
             evaluate(models_dir, bad)
     with pytest.raises(ModelError, match="models_dir"):
         evaluate(5, small["meas"])
+
+
+def test_a_quality_tradeoff_is_refused_by_name_for_the_plugin_and_taken_by_the_python_engine():
+    # Before: RuntimeError "Error while creating the NDArray" from the plugin's child, for
+    # integer and float data alike.
+    data = np.random.default_rng(0).integers(0, 1000, 50_000)
+    config = BtuneConfig(tradeoff=(0.3, 0.3, 0.4))
+    from btune_wrap.plugin import write_tuned
+
+    with pytest.raises(ConfigError, match="engine='python'"):
+        write_tuned(data, config)
+    arr, trace = compress(data, config, "python", chunks=(5000,))
+    assert np.array_equal(arr[()], data) and len(trace.rows) == 10
+
+
+def test_flags_given_as_strings_are_refused(small, tmp_path):
+    # Before: force="no", echo="x" and extended="yes" were taken as true.
+    from btune_wrap.plugin import write_tuned
+    from btune_wrap.train import export, fit
+
+    with pytest.raises(ConfigError, match="echo"):
+        write_tuned(np.arange(10_000), BtuneConfig(), echo="x")
+    meas = Measurements.load(small["meas"])
+    with pytest.raises(ConfigError, match="extended"):
+        fit(meas, extended="yes")
+    from btune_wrap.neighbors import fit_neighbors
+
+    with pytest.raises(ConfigError, match="force"):
+        export(fit_neighbors(meas, "comp"), tmp_path / "models", force="no")
+    assert not (tmp_path / "models").exists()
+
+
+def test_train_refuses_the_same_measurements_twice(small, tmp_path, capsys):
+    # Before: `btune train X X` trained on every chunk twice (crossval and evaluate refused it).
+    meas = str(small["meas"])
+    assert main(["train", meas, meas, "--output", str(tmp_path / "m")]) == 2
+    assert "each directory once" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
