@@ -207,15 +207,22 @@ def check_target(target: H5Target, *, force: bool = False, source: object = None
 
 
 def _same_dataset(target: H5Target, source: object) -> bool:
+    inner = reads_target_file(target, source)
+    return inner is not None and "/" + inner.strip("/") == target.dataset
+
+
+def reads_target_file(target: H5Target, source: object) -> str | None:
+    """The dataset ``source`` names if it is one in ``target``'s HDF5 file (``file.h5:/ds``
+    with the same file), else None."""
     if not isinstance(source, (str, os.PathLike)):
-        return False
+        return None
     try:
         file, inner = _split_inner(os.fspath(source))
     except InputError:
-        return False
-    if inner is None or not target.file.exists():
-        return False
-    return os.path.samefile(file, target.file) and "/" + inner.strip("/") == target.dataset
+        return None
+    if inner is None or not target.file.exists() or not file.exists():
+        return None
+    return inner if os.path.samefile(file, target.file) else None
 
 
 def check_h5_array(array: np.ndarray, chunks: Sequence[int] | None = None) -> None:

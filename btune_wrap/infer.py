@@ -44,7 +44,6 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,7 +51,15 @@ import numpy as np
 from .config import GENERAL_MODEL_DIR, BtuneConfig
 from .engine import PythonEngine, check_decide_every
 from .errors import ConfigError, InputError, invalid
-from .h5sink import H5Dataset, check_target, engine_for_hdf5, parse_target, source_attrs, write_h5
+from .h5sink import (
+    H5Dataset,
+    check_target,
+    engine_for_hdf5,
+    parse_target,
+    reads_target_file,
+    source_attrs,
+    write_h5,
+)
 from .model import BtuneModel, ExtendedModel, load_engine_model, load_model
 from .outputs import check_output, read_paths
 from .parse import parse_bool, parse_enum, parse_int, parse_optional_shape, parse_threads
@@ -197,7 +204,9 @@ def compress(
     # The plugin takes the whole array, and HDF5 cannot open a file for writing that this
     # process holds open for reading: those inputs are loaded; the Python engine reads the
     # others one batch of chunks at a time.
-    whole = which is Engine.NATIVE or (target is not None and _same_hdf5_file(data, target))
+    whole = which is Engine.NATIVE or (
+        target is not None and reads_target_file(target, data) is not None
+    )
     with _open_input(data, whole) as (array, src_chunks, src_blocks):
         check_array("data", tuple(array.shape), np.dtype(array.dtype), numeric=False)
         ndim = len(array.shape)
@@ -270,16 +279,3 @@ def _open_input(
     if data is None:
         raise InputError(invalid("data", None, "an array, a Blosc2 array or a file path"))
     yield np.asarray(data), None, None
-
-
-def _same_hdf5_file(data: object, target: object) -> bool:
-    """Whether ``data`` names a dataset in the HDF5 file ``target`` (an ``H5Target``) writes."""
-    if not isinstance(data, (str, os.PathLike)):
-        return False
-    from .sources import _split_inner
-
-    try:
-        file, inner = _split_inner(os.fspath(data))
-    except InputError:
-        return False
-    return inner is not None and file.resolve() == Path(target.file).resolve()

@@ -160,13 +160,19 @@ def run_until_checkpoint(cmd: list[str], out: Path) -> None:
     assert not out.exists(), "the child finished before it was killed"
 
 
-def test_resume_after_kill_gives_identical_tables(b2, reference, tmp_path):
-    out = tmp_path / "killed.meas"
+def killed_gather(b2: Path, out: Path) -> tuple[Path, list[str]]:
+    """A gather of ``b2`` into ``out`` killed after its first checkpoint: the checkpoint
+    directory and its parts' names."""
     work = partial_dir(out)
     cmd = [sys.executable, str(SCRIPT), str(b2), "--output", str(out), "--categories", "split"]
     cmd += ["--repeats", "1", "--checkpoint-every", "0", "--quiet"]
     run_until_checkpoint(cmd, out)
-    parts = sorted(p.name for p in work.glob("part-*"))
+    return work, sorted(p.name for p in work.glob("part-*"))
+
+
+def test_resume_after_kill_gives_identical_tables(b2, reference, tmp_path):
+    out = tmp_path / "killed.meas"
+    work, parts = killed_gather(b2, out)
     assert 1 <= len(parts) < NCHUNKS
 
     # Other options than the interrupted run, or no --resume: refused, checkpoint untouched.
@@ -441,11 +447,7 @@ def test_a_client_or_output_of_another_type_is_refused_before_any_checkpoint(tmp
 
 def test_a_damaged_workers_file_is_refused_on_resume_before_measuring(b2, tmp_path, capsys):
     out = tmp_path / "damaged.meas"
-    work = partial_dir(out)
-    cmd = [sys.executable, str(SCRIPT), str(b2), "--output", str(out), "--categories", "split"]
-    cmd += ["--repeats", "1", "--checkpoint-every", "0", "--quiet"]
-    run_until_checkpoint(cmd, out)
-    parts = sorted(p.name for p in work.glob("part-*"))
+    work, parts = killed_gather(b2, out)
     workers = work / parts[0] / "workers.json"
     opts = {"categories": SPLIT_CATEGORIES, "repeats": 1, "progress": False, "resume": True}
     for damage in (b"\xff\xfe", b"{bad", b'["not", "workers"]'):
