@@ -409,7 +409,7 @@ def _load_measurements(
 ) -> tuple[list[Measurements], list[str | os.PathLike[str]]]:
     """The measurements to evaluate (loaded where given as directories; one category set),
     and the directories among them (each named once)."""
-    from .measurements import Measurements, check_same_categories
+    from .measurements import Measurements, check_each_once, check_same_categories
 
     if isinstance(items, (str, os.PathLike, Measurements)):
         items = [items]
@@ -420,10 +420,7 @@ def _load_measurements(
     if not all(isinstance(m, (str, os.PathLike, Measurements)) for m in items):
         raise InputError(invalid("measurement directories", items, expected))
     dirs = [d for d in items if not isinstance(d, Measurements)]
-    seen = [Path(d).resolve() for d in dirs]
-    twice = sorted({str(d) for d in dirs if seen.count(Path(d).resolve()) > 1})
-    if twice:
-        raise InputError(invalid("measurement directories", twice, "each directory once"))
+    check_each_once(dirs)
     loaded = [m if isinstance(m, Measurements) else Measurements.load(m) for m in items]
     check_same_categories(loaded)
     return loaded, dirs

@@ -77,9 +77,9 @@ def output_path(output: object) -> Path:
     """``output`` as a Path, refused (InputError) unless it is a path whose last component
     names the directory to make: ``.``, ``/`` or ``..`` name a directory to write into, and
     the checkpoint beside it (:func:`partial_dir`) would have no name."""
-    text = os.fspath(output) if isinstance(output, (str, os.PathLike)) else None
-    if not isinstance(text, str):
-        raise InputError(invalid("output", output, "a path (str or os.PathLike) or None"))
+    from .outputs import parse_path
+
+    text = parse_path("output", output)
     path = Path(text)
     if path.name in ("", ".."):
         raise InputError(

@@ -364,13 +364,19 @@ def load_many(paths: Sequence[str | os.PathLike[str]]) -> list[Measurements]:
     """Load several measurement directories that share one category set (in one order)."""
     if not paths:
         raise InputError(invalid("measurement directories", [], "at least one"))
-    seen = [Path(p).resolve() for p in paths]
-    twice = sorted({os.fspath(p) for p, r in zip(paths, seen, strict=True) if seen.count(r) > 1})
-    if twice:  # its chunks would count twice in training
-        raise InputError(invalid("measurement directories", twice, "each directory once"))
+    check_each_once(paths)
     loaded = [Measurements.load(p) for p in paths]
     check_same_categories(loaded)
     return loaded
+
+
+def check_each_once(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse a measurement directory named twice (its chunks would count twice) with
+    InputError."""
+    seen = [Path(p).resolve() for p in paths]
+    twice = sorted({os.fspath(p) for p, r in zip(paths, seen, strict=True) if seen.count(r) > 1})
+    if twice:
+        raise InputError(invalid("measurement directories", twice, "each directory once"))
 
 
 def check_same_categories(sets: Sequence[Measurements]) -> None:

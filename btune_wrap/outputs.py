@@ -40,8 +40,8 @@ def parse_path(name: str, path: object) -> str:
     pyarrow raise ``UnicodeEncodeError`` on names such as ``b'\\xff.npy'`` decoded by Python
     with ``surrogateescape``."""
     text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
-    if not isinstance(text, str) or not text:
-        raise InputError(invalid(name, path, "a file or directory path"))
+    if not isinstance(text, str):
+        raise InputError(invalid(name, path, "a path (str or os.PathLike)"))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -77,6 +77,8 @@ def check_target(
     ``inputs`` are paths (or ``file.h5:/dataset`` specs) the same run reads.
     """
     text = parse_path(name, path)
+    if not text:
+        raise InputError(invalid(name, path, "a file or directory path"))
     out = Path(text)
     resolved = out.resolve()
     for spec in inputs:
